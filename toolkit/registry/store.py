@@ -1,0 +1,319 @@
+"""The embedded DuckDB registry store: atomic writing and read-only opening.
+
+Writers build the whole file under a temporary name next to the target and rename it into
+place, so a crash never leaves a half-written registry.  Analyses open registries read-only:
+the file is ATTACHed ``READ_ONLY`` to an in-memory DuckDB whose own tables are scratch space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from toolkit.errors import RegistryError
+from toolkit.registry import schema as S
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A typed static attribute of persons, stored as an extra column of ``person``."""
+
+    name: str
+    dtype: str
+    levels: tuple[str, ...] | None = None
+    unit: str | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if not S.is_identifier(self.name):
+            raise RegistryError(f"attribute {self.name!r}: expected a lower-case identifier")
+        if self.name in S.PERSON.column_names:
+            raise RegistryError(f"attribute {self.name!r}: clashes with a built-in person column")
+        if self.dtype not in S.ATTRIBUTE_TYPES:
+            raise RegistryError(
+                f"attribute {self.name!r}: dtype must be one of {sorted(S.ATTRIBUTE_TYPES)}; "
+                f"got {self.dtype!r}"
+            )
+
+
+def _person_table(attributes: tuple[Attribute, ...]) -> S.Table:
+    extra = tuple(
+        S.Column(a.name, S.ATTRIBUTE_TYPES[a.dtype], True, a.description or "") for a in attributes
+    )
+    return S.Table(S.PERSON.name, S.PERSON.columns + extra, S.PERSON.key, S.PERSON.description)
+
+
+class RegistryWriter:
+    """Append-only builder of a registry file; ``commit()`` renames it into place.
+
+    >>> with RegistryWriter(path, attributes=attrs, metadata={"name": "demo"}) as w:  # doctest: +SKIP
+    ...     w.append("person", persons)
+    ...     w.append("events", events)
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        attributes: tuple[Attribute, ...] = (),
+        metadata: Mapping[str, Any] | None = None,
+        overwrite: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise RegistryError(f"{self.path}: already exists (pass overwrite to replace it)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(self._tmp))
+        self.attributes = attributes
+        self._tables = dict(S.TABLES)
+        self._tables["person"] = _person_table(attributes)
+        for table in self._tables.values():
+            self._con.execute(S.create_table_sql(table))
+        for a in attributes:
+            self._con.execute(
+                "INSERT INTO attribute VALUES (?, ?, ?, ?, ?)",
+                [a.name, a.dtype, json.dumps(list(a.levels)) if a.levels else None, a.unit,
+                 a.description],
+            )
+        meta = {"schema_version": S.SCHEMA_VERSION, **(metadata or {})}
+        for k, v in meta.items():
+            self._con.execute(
+                "INSERT INTO metadata VALUES (?, ?)", [k, v if isinstance(v, str) else json.dumps(v)]
+            )
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise RegistryError(f"{self.path}: writer already closed")
+        return self._con
+
+    def append(self, table: str, frame: pd.DataFrame) -> None:
+        """Append rows; columns must match the canonical schema (missing nullable ones become NULL)."""
+        spec = self._tables.get(table)
+        if spec is None or table in ("attribute", "metadata"):
+            raise RegistryError(f"{self.path}: cannot append to table {table!r}")
+        unknown = set(frame.columns) - set(spec.column_names)
+        if unknown:
+            raise RegistryError(
+                f"{self.path}: table {table!r} has no column(s) {sorted(unknown)}; "
+                f"expected {list(spec.column_names)}"
+            )
+        for c in spec.columns:
+            if not c.nullable and c.name not in frame.columns:
+                raise RegistryError(f"{self.path}: table {table!r} needs column {c.name!r}")
+        cols = [c.name for c in spec.columns if c.name in frame.columns]
+        self.con.register("_incoming", frame[cols])
+        try:
+            casts = ", ".join(
+                f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in spec.columns if c.name in cols
+            )
+            self.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {casts} FROM _incoming")
+        except duckdb.Error as exc:
+            raise RegistryError(f"{self.path}: could not append to {table!r}: {exc}") from None
+        finally:
+            self.con.unregister("_incoming")
+
+    def commit(self) -> Path:
+        self.con.execute("CHECKPOINT")
+        self.con.close()
+        self._con = None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        for p in (self._tmp, self._tmp.with_name(self._tmp.name + ".wal")):
+            if p.exists():
+                p.unlink()
+
+    def __enter__(self) -> RegistryWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+@dataclass(frozen=True)
+class RegistryData:
+    """A whole registry held in memory, for small registries and tests."""
+
+    person: pd.DataFrame
+    observation_period: pd.DataFrame
+    events: pd.DataFrame
+    notes: pd.DataFrame | None = None
+    images: pd.DataFrame | None = None
+    attributes: tuple[Attribute, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def write_registry(path: Path | str, data: RegistryData, *, overwrite: bool = True) -> Path:
+    """Write ``data`` as a DuckDB registry at ``path`` atomically."""
+    with RegistryWriter(
+        path, attributes=data.attributes, metadata=data.metadata, overwrite=overwrite
+    ) as w:
+        w.append("person", data.person)
+        w.append("observation_period", data.observation_period)
+        w.append("events", data.events)
+        if data.notes is not None:
+            w.append("notes", data.notes)
+        if data.images is not None:
+            w.append("images", data.images)
+    return Path(path)
+
+
+class Registry:
+    """A registry opened read-only.  Use as a context manager.
+
+    ``sql`` runs a query whose unqualified table names resolve to the registry; temporary and
+    in-memory tables live in a scratch catalog, so nothing can be written to the file.
+    """
+
+    def __init__(self, path: Path | str, *, validate: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RegistryError(f"{self.path}: registry file not found")
+        self.con = duckdb.connect()
+        try:
+            self.con.execute(f"ATTACH '{_sql_str(str(self.path))}' AS reg (READ_ONLY)")
+        except duckdb.Error as exc:
+            self.con.close()
+            raise RegistryError(f"{self.path}: not a DuckDB registry ({type(exc).__name__})") from None
+        self.con.execute("USE reg")
+        if validate:
+            problems = schema_problems(self)
+            if problems:
+                self.close()
+                raise RegistryError(
+                    f"{self.path}: schema errors:\n" + "\n".join(f"  - {p}" for p in problems)
+                )
+
+    # --- introspection -------------------------------------------------------------------
+    def table_names(self) -> set[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'reg'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def columns(self, table: str) -> dict[str, str]:
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = 'reg' AND table_name = ?",
+            [table],
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def attributes(self) -> tuple[Attribute, ...]:
+        if "attribute" not in self.table_names():
+            return ()
+        rows = self.con.execute(
+            "SELECT name, dtype, levels, unit, description FROM attribute ORDER BY name"
+        ).fetchall()
+        return tuple(
+            Attribute(n, d, tuple(json.loads(lv)) if lv else None, u, desc)
+            for n, d, lv, u, desc in rows
+        )
+
+    def metadata(self) -> dict[str, str]:
+        if "metadata" not in self.table_names():
+            return {}
+        return dict(self.con.execute("SELECT key, value FROM metadata").fetchall())
+
+    def count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def digest(self) -> str:
+        """Content digest: order-independent row hashes of every canonical table.
+
+        DuckDB's ``hash`` is stable within a DuckDB version; the digest records that version.
+        """
+        h = hashlib.sha256(f"duckdb={duckdb.__version__};".encode())
+        present = self.table_names()
+        for name in sorted(S.TABLES):
+            if name not in present:
+                continue
+            cols = sorted(self.columns(name))
+            row = self.con.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(hash({', '.join(cols)}))::HUGEINT, 0) FROM {name}"
+            ).fetchone()
+            h.update(f"{name}:{','.join(cols)}:{row[0] if row else 0}:{row[1] if row else 0};".encode())
+        return "sha256:" + h.hexdigest()
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
+        return self.con.execute(query, params or []).df()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
+
+
+_TYPE_FAMILIES = {
+    "BIGINT": {"BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "UBIGINT"},
+    "DOUBLE": {"DOUBLE", "FLOAT", "REAL", "DECIMAL"},
+    "TIMESTAMP": {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP WITH TIME ZONE"},
+    "DATE": {"DATE"},
+    "VARCHAR": {"VARCHAR"},
+    "BOOLEAN": {"BOOLEAN"},
+}
+
+
+def schema_problems(reg: Registry) -> list[str]:
+    """Schema errors: missing required tables or columns, and columns of the wrong type."""
+    problems: list[str] = []
+    present = reg.table_names()
+    for table in S.TABLES.values():
+        if table.name not in present:
+            if table.required:
+                problems.append(f"table {table.name!r} is missing")
+            continue
+        cols = reg.columns(table.name)
+        for col in table.columns:
+            got = cols.get(col.name)
+            if got is None:
+                problems.append(f"table {table.name!r}: column {col.name!r} is missing")
+                continue
+            base = got.split("(")[0].upper()
+            if base not in _TYPE_FAMILIES.get(col.sql_type, {col.sql_type}):
+                problems.append(
+                    f"table {table.name!r}: column {col.name!r} should be {col.sql_type}, got {got}"
+                )
+    if not problems and "attribute" in present:
+        person_cols = reg.columns("person")
+        for a in reg.attributes():
+            if a.name not in person_cols:
+                problems.append(f"attribute {a.name!r} is declared but person has no such column")
+    return problems
+
+
+@contextmanager
+def open_registry(path: Path | str) -> Iterator[Registry]:
+    reg = Registry(path)
+    try:
+        yield reg
+    finally:
+        reg.close()
