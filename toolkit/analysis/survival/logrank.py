@@ -1,0 +1,104 @@
+"""The log-rank test between groups, optionally stratified (as R's ``survdiff``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import linalg, stats
+
+from toolkit.errors import AnalysisError
+
+
+@dataclass(frozen=True)
+class LogRankResult:
+    groups: tuple[str, ...]
+    observed: tuple[float, ...]
+    expected: tuple[float, ...]
+    chisq: float
+    df: int
+    p: float
+    stratified: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "type": "logrank",
+            "chisq": self.chisq,
+            "df": self.df,
+            "p": self.p,
+            "stratified": self.stratified,
+            "groups": [
+                {"group": g, "observed": o, "expected": e}
+                for g, o, e in zip(self.groups, self.observed, self.expected, strict=True)
+            ],
+        }
+
+
+def _oe_var(time: np.ndarray, event: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed, expected and the covariance of O-E for one stratum (hypergeometric)."""
+    order = np.argsort(time, kind="stable")
+    t, e, gg = time[order], event[order], g[order]
+    uniq, first = np.unique(t, return_index=True)
+    n = len(t)
+    at_risk_total = n - first
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), gg] = 1.0
+    # number at risk per group at each distinct time: reverse cumulative counts
+    rev = np.cumsum(onehot[::-1], axis=0)[::-1]
+    n_g = rev[first]  # (times, k)
+    d_g = np.add.reduceat(onehot * e[:, None], first, axis=0)
+    d = d_g.sum(axis=1)
+    nt = at_risk_total.astype(float)
+    mask = d > 0
+    n_g, d_g, d, nt = n_g[mask], d_g[mask], d[mask], nt[mask]
+    exp_g = n_g * (d / nt)[:, None]
+    obs = d_g.sum(axis=0)
+    expd = exp_g.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(nt > 1, d * (nt - d) / (nt * nt * (nt - 1)), 0.0)
+    p_ = n_g  # (times, k)
+    var = np.einsum("t,ti,tj->ij", factor, p_, p_) * -1.0
+    var[np.diag_indices(k)] += (factor[:, None] * p_ * nt[:, None]).sum(axis=0)
+    return obs, expd, var
+
+
+def logrank_test(
+    frame: pd.DataFrame, *, time: str = "time", event: str = "event", by: str, strata: str | None = None
+) -> LogRankResult:
+    """Log-rank test of equal hazards across the levels of ``by`` (event == 1 is the event)."""
+    data = frame.dropna(subset=[time, event, by] + ([strata] if strata else []))
+    labels = sorted(data[by].astype(str).unique())
+    if len(labels) < 2:
+        raise AnalysisError(f"log-rank: column {by!r} has fewer than two groups")
+    code = {lab: i for i, lab in enumerate(labels)}
+    g = data[by].astype(str).map(code).to_numpy()
+    t = data[time].to_numpy(float)
+    e = (data[event].astype(int) == 1).to_numpy().astype(float)
+    if e.sum() == 0:
+        raise AnalysisError("log-rank: there are no events")
+    k = len(labels)
+    obs = np.zeros(k)
+    expd = np.zeros(k)
+    var = np.zeros((k, k))
+    keys = data[strata].astype(str).to_numpy() if strata else np.zeros(len(data), dtype=object)
+    for s in np.unique(keys):
+        m = keys == s
+        o, ex, v = _oe_var(t[m], e[m], g[m], k)
+        obs += o
+        expd += ex
+        var += v
+    diff = obs - expd
+    # generalized inverse on the first k-1 groups (the variance is singular by construction)
+    sub = var[: k - 1, : k - 1]
+    chisq = float(diff[: k - 1] @ linalg.pinv(sub) @ diff[: k - 1])
+    df = int(np.linalg.matrix_rank(sub))
+    return LogRankResult(
+        tuple(labels),
+        tuple(float(x) for x in obs),
+        tuple(float(x) for x in expd),
+        chisq,
+        df,
+        float(stats.chi2.sf(chisq, df)),
+        stratified=strata is not None,
+    )

@@ -1,0 +1,220 @@
+"""One compile function per criterion kind, registered in a mapping.
+
+Each function turns a criterion into SQL pieces: zero or more aggregate CTEs keyed by
+``(person_id, index_time)`` and a boolean expression over the candidate row ``b`` and those
+CTEs.  Expressions never evaluate to NULL (missing data fails a condition), so ``NOT`` is safe.
+Everything is DuckDB-dialect SQL text; :mod:`toolkit.cohort.compile` transpiles per backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit.cohort import spec as C
+from toolkit.errors import CohortSpecError
+
+
+def lit(value: Any) -> str:
+    """A SQL literal for a spec value (never for patient data)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def shift(expr: str, days: float) -> str:
+    """``expr`` moved by ``days`` (negative: earlier), as portable interval arithmetic."""
+    if days == 0:
+        return expr
+    sign = "+" if days > 0 else "-"
+    mag = abs(days)
+    if float(mag).is_integer():
+        return f"({expr} {sign} INTERVAL '{int(mag)}' DAY)"
+    hours = mag * 24
+    if float(hours).is_integer():
+        return f"({expr} {sign} INTERVAL '{int(hours)}' HOUR)"
+    return f"({expr} {sign} INTERVAL '{round(mag * 86400)}' SECOND)"
+
+
+def days_between(start: str, end: str) -> str:
+    return f"((epoch({end}) - epoch({start})) / 86400.0)"
+
+
+@dataclass
+class Context:
+    """Compile state: the concept sets, the attribute types and the CTEs emitted so far."""
+
+    concept_sets: Mapping[str, list[str]]
+    attributes: Mapping[str, str]
+    source: str
+    ctes: list[tuple[str, str]] = field(default_factory=list)
+
+    def new_cte(self, sql: str, prefix: str = "k") -> str:
+        name = f"{prefix}{len(self.ctes) + 1}"
+        self.ctes.append((name, sql))
+        return name
+
+    def codes(self, f: C.CodeFilter) -> list[str]:
+        if f.codes is not None:
+            return list(f.codes)
+        return list(self.concept_sets[f.concept or ""])
+
+
+def code_predicate(f: C.CodeFilter, ctx: Context, alias: str = "e") -> str:
+    """Which events match a code filter (codes or concept, value range, unit, text)."""
+    exact = [c for c in ctx.codes(f) if not c.endswith("*")]
+    prefixes = [c[:-1] for c in ctx.codes(f) if c.endswith("*")]
+    parts = []
+    if exact:
+        parts.append(f"{alias}.code IN ({', '.join(lit(c) for c in sorted(exact))})")
+    parts += [f"starts_with({alias}.code, {lit(p)})" for p in sorted(prefixes)]
+    conds = ["(" + " OR ".join(parts) + ")"]
+    if f.value is not None:
+        conds += value_conditions(f.value, f"{alias}.numeric_value", f"{alias}.unit")
+    if f.text is not None:
+        if f.text.prefix:
+            conds.append(
+                "(" + " OR ".join(f"starts_with({alias}.text_value, {lit(p)})" for p in f.text.prefix) + ")"
+            )
+        if f.text.not_prefix:
+            conds.append(
+                f"({alias}.text_value IS NULL OR NOT ("
+                + " OR ".join(f"starts_with({alias}.text_value, {lit(p)})" for p in f.text.not_prefix)
+                + "))"
+            )
+    return " AND ".join(conds)
+
+
+def value_conditions(r: C.ValueRange, value: str, unit: str) -> list[str]:
+    out = [f"{value} IS NOT NULL"] if (r.min is not None or r.max is not None) else []
+    if r.min is not None:
+        out.append(f"{value} >= {lit(float(r.min))}")
+    if r.max is not None:
+        out.append(f"{value} <= {lit(float(r.max))}")
+    if r.unit is not None:
+        out.append(f"{unit} = {lit(r.unit)}")
+    return out
+
+
+def window_join(w: C.Window, alias: str = "e") -> str:
+    cond = [f"{alias}.person_id = b.person_id", f"{alias}.time <= {shift('b.index_time', w.end_days)}"]
+    if w.start_days is not None:
+        cond.append(f"{alias}.time >= {shift('b.index_time', w.start_days)}")
+    return " AND ".join(cond)
+
+
+def _occurs(c: C.OccursCriterion, ctx: Context) -> str:
+    o = c.occurs
+    name = ctx.new_cte(
+        "SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN events e ON "
+        f"{window_join(o.window)} WHERE {code_predicate(o, ctx)} GROUP BY b.person_id, b.index_time"
+    )
+    lo, hi = o.count.bounds()
+    n = f"COALESCE({name}.n, 0)"
+    expr = f"{n} >= {lo}"
+    if hi is not None:
+        expr += f" AND {n} <= {hi}"
+    return f"({expr})"
+
+
+def _ranked(f: C.CodeFilter, w: C.Window, ctx: Context, order: str) -> str:
+    return (
+        "SELECT person_id, index_time, v FROM (SELECT b.person_id, b.index_time, e.numeric_value AS v, "
+        f"ROW_NUMBER() OVER (PARTITION BY b.person_id, b.index_time ORDER BY e.time {order}, "
+        f"e.numeric_value {order}) AS _rn FROM base b JOIN events e ON {window_join(w)} "
+        f"WHERE {code_predicate(f, ctx)} AND e.numeric_value IS NOT NULL) AS _r WHERE _rn = 1"
+    )
+
+
+def _in_range(expr: str, r: C.ValueRange) -> str:
+    conds = [f"{expr} IS NOT NULL"]
+    if r.min is not None:
+        conds.append(f"{expr} >= {lit(float(r.min))}")
+    if r.max is not None:
+        conds.append(f"{expr} <= {lit(float(r.max))}")
+    return "(" + " AND ".join(conds) + ")"
+
+
+def _latest(c: C.LatestCriterion, ctx: Context) -> str:
+    f = c.latest
+    if f.range.unit is not None and (f.value is None or f.value.unit is None):
+        f = f.model_copy(update={"value": C.ValueRange(unit=f.range.unit)})
+    name = ctx.new_cte(_ranked(f, f.window, ctx, "DESC"))
+    return _in_range(f"{name}.v", f.range)
+
+
+def _trend(c: C.TrendCriterion, ctx: Context) -> str:
+    f = c.trend
+    if f.change.unit is not None and (f.value is None or f.value.unit is None):
+        f = f.model_copy(update={"value": C.ValueRange(unit=f.change.unit)})
+    last = ctx.new_cte(_ranked(f, f.window, ctx, "DESC"))
+    first = ctx.new_cte(_ranked(f, f.window, ctx, "ASC"))
+    count = ctx.new_cte(
+        "SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN events e ON "
+        f"{window_join(f.window)} WHERE {code_predicate(f, ctx)} AND e.numeric_value IS NOT NULL "
+        "GROUP BY b.person_id, b.index_time"
+    )
+    change = ctx.new_cte(
+        f"SELECT l.person_id, l.index_time, l.v - f.v AS v FROM {last} l JOIN {first} f "
+        "ON l.person_id = f.person_id AND l.index_time = f.index_time"
+    )
+    return f"(COALESCE({count}.n, 0) >= 2 AND {_in_range(f'{change}.v', f.change)})"
+
+
+def _age(c: C.AgeCriterion, ctx: Context) -> str:
+    return _in_range("b.age", C.ValueRange(min=c.age.min, max=c.age.max))
+
+
+def _sex(c: C.SexCriterion, ctx: Context) -> str:
+    return f"COALESCE(b.sex IN ({', '.join(lit(s) for s in c.sex)}), FALSE)"
+
+
+def _site(c: C.SiteCriterion, ctx: Context) -> str:
+    return f"COALESCE(b.site_id IN ({', '.join(lit(s) for s in c.site)}), FALSE)"
+
+
+def _attribute(c: C.AttributeCriterion, ctx: Context) -> str:
+    a = c.attribute
+    if a.name not in ctx.attributes:
+        raise CohortSpecError(
+            f"{ctx.source}: attribute.name: the registry has no static attribute {a.name!r}; "
+            f"available: {sorted(ctx.attributes) or 'none'}"
+        )
+    col = f"b.{a.name}"
+    if a.in_ is not None:
+        return f"COALESCE(CAST({col} AS VARCHAR) IN ({', '.join(lit(str(v)) for v in a.in_)}), FALSE)"
+    return _in_range(f"CAST({col} AS DOUBLE)", C.ValueRange(min=a.min, max=a.max))
+
+
+def _all(c: C.AllCriterion, ctx: Context) -> str:
+    return "(" + " AND ".join(compile_criterion(x, ctx) for x in c.all) + ")"
+
+
+def _any(c: C.AnyCriterion, ctx: Context) -> str:
+    return "(" + " OR ".join(compile_criterion(x, ctx) for x in c.any) + ")"
+
+
+def _not(c: C.NotCriterion, ctx: Context) -> str:
+    return f"(NOT {compile_criterion(c.not_, ctx)})"
+
+
+COMPILERS: dict[type, Callable[[Any, Context], str]] = {
+    C.OccursCriterion: _occurs,
+    C.LatestCriterion: _latest,
+    C.TrendCriterion: _trend,
+    C.AgeCriterion: _age,
+    C.SexCriterion: _sex,
+    C.SiteCriterion: _site,
+    C.AttributeCriterion: _attribute,
+    C.AllCriterion: _all,
+    C.AnyCriterion: _any,
+    C.NotCriterion: _not,
+}
+
+
+def compile_criterion(criterion: Any, ctx: Context) -> str:
+    """The boolean SQL expression of a criterion (registering any CTEs it needs in ``ctx``)."""
+    return COMPILERS[type(criterion)](criterion, ctx)

@@ -1,0 +1,166 @@
+"""Run a compiled cohort on a registry backend and collect the cohort, attrition and provenance."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from toolkit.cohort.compile import CANDIDATES, CompiledCohort, compile_cohort
+from toolkit.cohort.spec import CohortSpec, load_cohort
+from toolkit.registry.store import Registry
+
+
+class Backend(Protocol):
+    """What the cohort engine needs from a registry backend."""
+
+    dialect: str
+
+    def materialize(self, name: str, sql: str) -> None: ...
+
+    def query(self, sql: str) -> pd.DataFrame: ...
+
+    def attributes(self) -> dict[str, str]: ...
+
+
+class DuckDBBackend:
+    """The embedded default: a registry file opened read-only, scratch tables in memory."""
+
+    dialect = "duckdb"
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def materialize(self, name: str, sql: str) -> None:
+        self.registry.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self.registry.con.execute(sql).df()
+
+    def attributes(self) -> dict[str, str]:
+        return {a.name: a.dtype for a in self.registry.attributes()}
+
+
+@dataclass(frozen=True)
+class Attrition:
+    """The ordered attrition table: one row per step with persons and outcome events remaining."""
+
+    table: pd.DataFrame  # step, kind, n, removed, entries, events
+
+    def _repr_html_(self) -> str:
+        return consort_html(self)
+
+    def to_records(self) -> list[dict[str, object]]:
+        return [
+            {k: (None if pd.isna(v) else (int(v) if isinstance(v, int | float) else v)) for k, v in r.items()}
+            for r in self.table.to_dict("records")
+        ]
+
+
+@dataclass(frozen=True)
+class CohortResult:
+    name: str
+    cohort: pd.DataFrame
+    attrition: Attrition
+    provenance: pd.DataFrame
+    compiled: CompiledCohort
+
+    @property
+    def n(self) -> int:
+        return int(self.cohort["person_id"].nunique())
+
+    @property
+    def events(self) -> int:
+        return int((self.cohort["event"] == 1).sum()) if "event" in self.cohort else 0
+
+    def _repr_html_(self) -> str:
+        return (
+            f"<h4>Cohort {html.escape(self.name)}: {self.n:,} persons, {self.events:,} outcome events</h4>"
+            + consort_html(self.attrition)
+        )
+
+    def write(self, out: Path | str) -> Path:
+        """Write cohort.parquet, attrition.csv and provenance.parquet into ``out`` atomically."""
+        from toolkit.io import atomic_dir
+
+        with atomic_dir(Path(out)) as tmp:
+            self.cohort.to_parquet(tmp / "cohort.parquet", index=False)
+            self.attrition.table.to_csv(tmp / "attrition.csv", index=False)
+            self.provenance.to_parquet(tmp / "provenance.parquet", index=False)
+        return Path(out)
+
+
+def execute(compiled: CompiledCohort, backend: Backend) -> CohortResult:
+    """Run every query of ``compiled`` on ``backend``."""
+    sql = compiled.sql_for(backend.dialect)
+    backend.materialize(CANDIDATES, sql["candidates"])
+    cohort = backend.query(sql["cohort"])
+    steps = backend.query(sql["step_counts"])
+    persons = backend.query(sql["person_steps"])
+    prov = backend.query(sql["provenance"])
+    attrition = _attrition(compiled, steps, persons)
+    names = {i: s.name for i, s in enumerate(compiled.steps)}
+    final = compiled.final_step
+    prov = prov.assign(
+        status=["included" if f == final else "excluded" for f in prov["_fail_step"]],
+        step=[None if f == final else names[int(f)] for f in prov["_fail_step"]],
+    ).drop(columns="_fail_step")
+    cohort = cohort.sort_values(["person_id", "index_time"], kind="stable").reset_index(drop=True)
+    for col in ("event",) + tuple(n for n, _ in compiled.horizons):
+        if col in cohort:
+            cohort[col] = cohort[col].astype("Int64")
+    return CohortResult(compiled.name, cohort, attrition, prov, compiled)
+
+
+def _attrition(compiled: CompiledCohort, steps: pd.DataFrame, persons: pd.DataFrame) -> Attrition:
+    by_person = dict(zip(persons["f"].astype(int), persons["n"].astype(int), strict=True))
+    rows_by = dict(zip(steps["_fail_step"].astype(int), steps["n_rows"].astype(int), strict=True))
+    ev_by = dict(zip(steps["_fail_step"].astype(int), steps["n_events"].fillna(0).astype(int), strict=True))
+    total = sum(by_person.values())
+    records = [
+        {"step": "registry persons", "kind": "registry", "n": total, "removed": 0,
+         "entries": None, "events": None}
+    ]
+    prev = total
+    for i, step in enumerate(compiled.steps):
+        n = sum(v for f, v in by_person.items() if f > i)
+        entries = sum(v for f, v in rows_by.items() if f > i)
+        events = sum(v for f, v in ev_by.items() if f > i) if compiled.has_outcome else None
+        records.append(
+            {"step": step.name, "kind": step.kind, "n": n, "removed": prev - n,
+             "entries": entries, "events": events}
+        )
+        prev = n
+    return Attrition(pd.DataFrame.from_records(records))
+
+
+def run_cohort(spec: CohortSpec | Path | str, registry: Registry, *, source: str = "cohort") -> CohortResult:
+    """Compile and run a cohort on a DuckDB registry (the embedded default)."""
+    if not isinstance(spec, CohortSpec):
+        source = str(spec)
+        spec = load_cohort(spec)
+    backend = DuckDBBackend(registry)
+    compiled = compile_cohort(spec, attributes=backend.attributes(), source=source)
+    return execute(compiled, backend)
+
+
+def consort_html(attrition: Attrition) -> str:
+    """A CONSORT-style flow: boxes of persons remaining, side boxes of persons removed."""
+    boxes = []
+    for r in attrition.table.itertuples():
+        ev = "" if r.events is None or pd.isna(r.events) else f"<br><small>{int(r.events):,} outcome events</small>"
+        boxes.append(
+            "<div style='border:1px solid #345;border-radius:4px;padding:6px 10px;margin:0 auto;"
+            f"width:340px;text-align:center;background:#f6f9fc'><b>{html.escape(str(r.step))}</b><br>"
+            f"{int(r.n):,} persons{ev}</div>"
+        )
+        if r.removed and int(r.removed) > 0:
+            boxes.append(
+                "<div style='margin:2px auto 2px 55%;width:260px;border:1px dashed #a33;padding:4px 8px;"
+                f"color:#a33;font-size:90%'>excluded: {int(r.removed):,}</div>"
+            )
+        boxes.append("<div style='text-align:center;color:#345'>&darr;</div>")
+    return "<div class='consort'>" + "".join(boxes[:-1]) + "</div>"
