@@ -319,7 +319,7 @@ def baseline_cumhaz(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np
     for i in np.nonzero(d_cnt > 0)[0]:
         k = int(d_cnt[i])
         if ties == "efron" and k > 1:
-            inc[i] = sum(1.0 / (s0[i] - (l / k) * d_s0[i]) for l in range(k))
+            inc[i] = sum(1.0 / (s0[i] - (j / k) * d_s0[i]) for j in range(k))
         else:
             inc[i] = k / s0[i]
     keep = d_cnt > 0

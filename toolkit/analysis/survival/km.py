@@ -41,28 +41,67 @@ class KMCurve:
         return int(self.n_event.sum())
 
     def at(self, t: float) -> tuple[float, float, float, int]:
-        """(survival, lower, upper, number at risk) at time ``t`` (right-continuous step)."""
+        """(survival, lower, upper, number at risk) at time ``t``, as R's ``summary(fit, times=)``.
+
+        Survival and limits are the right-continuous step at ``t``; the number at risk counts
+        the persons with time >= ``t`` (still at risk at ``t``, including those who have their
+        event or are censored exactly at ``t``).
+        """
         i = int(np.searchsorted(self.time, t, side="right")) - 1
-        n_risk = int(self.n_risk[i + 1]) if i + 1 < len(self.n_risk) else 0
+        j = int(np.searchsorted(self.time, t, side="left"))  # first distinct time >= t
+        n_risk = int(self.n_risk[j]) if j < len(self.n_risk) else 0
         if i < 0:
-            return 1.0, 1.0, 1.0, self.n
+            return 1.0, 1.0, 1.0, n_risk
         return float(self.survival[i]), float(self.lower[i]), float(self.upper[i]), n_risk
 
 
-def _first_below(time: np.ndarray, s: np.ndarray, level: float = 0.5) -> float | None:
-    """R's quantile rule: the first time the curve is <= level; midpoint if it equals level."""
-    eps = 1e-10
-    below = np.nonzero(s <= level + eps)[0]
-    if len(below) == 0:
+_QUANTILE_TOL = math.sqrt(np.finfo(float).eps)  # R's quantile.survfit default tolerance
+
+
+def _approx_constant_right(knots: np.ndarray, values: np.ndarray, v: float) -> float | None:
+    """R's ``approx(knots, values, v, method = "constant", f = 1)$y`` (``None`` for NA).
+
+    ``knots`` are distinct; outside their range the answer is NA; at a knot, that knot's
+    value; strictly between two knots, the right-hand knot's value.
+    """
+    order = np.argsort(knots, kind="stable")
+    k, val = knots[order], values[order]
+    if len(k) == 0 or v < k[0] or v > k[-1]:
         return None
-    i = int(below[0])
-    if abs(s[i] - level) < eps:
-        # the curve sits exactly at the level: midpoint to the next time it drops
-        later = np.nonzero(s < level - eps)[0]
-        if len(later) == 0:
-            return None  # never drops below: R reports the upper end as NA
-        return float((time[i] + time[int(later[0])]) / 2.0)
-    return float(time[i])
+    i = int(np.searchsorted(k, v, side="right")) - 1  # k[i] <= v
+    if k[i] == v or i == len(k) - 1:
+        return float(val[i])
+    return float(val[i + 1])
+
+
+def _quantile_time(time: np.ndarray, curve: np.ndarray, level: float = 0.5,
+                   tol: float = _QUANTILE_TOL) -> float | None:
+    """The time a survival curve reaches ``level``, by R's rule (``survival:::findq``).
+
+    The first time the curve is <= ``level``; when the curve sits exactly at ``level`` (within
+    ``tol``), the midpoint between the time it reached it and the time it next drops, or the
+    last follow-up time if it never drops.  NaN points of ``curve`` (R's NA confidence
+    limits) are skipped; ``None`` when the curve never reaches the level.
+    """
+    p = 1.0 - level
+    x = np.concatenate(([0.0], np.asarray(time, float)))  # R starts every curve at time 0
+    y = np.concatenate(([0.0], 1.0 - np.asarray(curve, float)))
+    if np.all(np.isnan(y)) or np.nanmax(y) < p:
+        return None
+    xmax = float(x[-1])
+    # drop repeated values, keeping each one's first time (NaN repeats NaN, as R's duplicated)
+    keep = ~pd.Series(y).duplicated().to_numpy()
+    x, y = x[keep], y[keep]
+    n = len(y)
+    ok = ~np.isnan(y)
+    idx = np.arange(n, dtype=float)
+    i1 = _approx_constant_right(y[ok] + tol, idx[ok], p)
+    i2 = _approx_constant_right(y[ok] - tol, idx[ok], p)
+    quant = None if i1 is None or i2 is None else float((x[int(i1)] + x[int(i2)]) / 2.0)
+    if not np.isnan(y[-1]) and abs(p - y[-1]) < tol and i1 is not None:
+        # the curve ends exactly at the level: midpoint to the end of follow-up
+        quant = float((x[int(i1)] + xmax) / 2.0)
+    return quant
 
 
 def km_curve(time: np.ndarray, event: np.ndarray, *, group: str = "all", conf_level: float = 0.95) -> KMCurve:
@@ -86,7 +125,9 @@ def km_curve(time: np.ndarray, event: np.ndarray, *, group: str = "all", conf_le
         xx = np.where((surv == 0) | (surv == 1), np.nan, np.log(surv))
         upper = np.exp(-np.exp(np.log(-xx) + z * se / xx))
         lower = np.exp(-np.exp(np.log(-xx) - z * se / xx))
-    # R fills the limits with 1 while the curve is 1, and leaves NA once it reaches 0
+    # While the curve is 1 the log-log limits are undefined: R's survfit leaves them NA (and
+    # reports 1 only at the time-0 row summary() adds); Regent reports the degenerate
+    # interval [1, 1] instead.  Once the curve reaches 0 they are NaN, as R's NA.
     upper = np.where(surv == 1, 1.0, upper)
     lower = np.where(surv == 1, 1.0, lower)
     return KMCurve(group, uniq, n_risk.astype(int), n_event.astype(int), n_censor.astype(int),
@@ -177,7 +218,9 @@ def kaplan_meier(
     """
     for col in (time, event, by, strata):
         if col is not None and col not in frame.columns:
-            raise AnalysisError(f"Kaplan-Meier: column {col!r} not in the data; available: {list(frame.columns)}")
+            raise AnalysisError(
+                f"Kaplan-Meier: column {col!r} not in the data; available: {list(frame.columns)}"
+            )
     data = frame.dropna(subset=[c for c in (time, event, by) if c is not None])
     warnings: list[str] = []
     if len(data) < len(frame):
@@ -188,9 +231,13 @@ def kaplan_meier(
     for label in labels:
         mask = np.ones(len(data), bool) if by is None else (data[by].astype(str) == label).to_numpy()
         c = km_curve(data[time].to_numpy(float)[mask], ev[mask], group=label, conf_level=conf_level)
-        med = _first_below(c.time, c.survival)
-        med_lo = _first_below(c.time, np.where(np.isnan(c.upper), c.survival, c.upper))
-        med_hi = _first_below(c.time, np.where(np.isnan(c.lower), 0.0, c.lower))
+        # R's quantile.survfit: the lower survival limit gives the lower limit of the median
+        # and the upper limit the upper one; the limits are NA (skipped) where S is 0 or 1
+        lower_r = np.where((c.survival == 0) | (c.survival == 1), np.nan, c.lower)
+        upper_r = np.where((c.survival == 0) | (c.survival == 1), np.nan, c.upper)
+        med = _quantile_time(c.time, c.survival)
+        med_lo = _quantile_time(c.time, lower_r)
+        med_hi = _quantile_time(c.time, upper_r)
         at = []
         for t in times:
             s, lo, up, n_risk = c.at(float(t))

@@ -35,11 +35,13 @@ class LogRankResult:
         }
 
 
-def _oe_var(time: np.ndarray, event: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _oe_var(
+    time: np.ndarray, event: np.ndarray, g: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Observed, expected and the covariance of O-E for one stratum (hypergeometric)."""
     order = np.argsort(time, kind="stable")
     t, e, gg = time[order], event[order], g[order]
-    uniq, first = np.unique(t, return_index=True)
+    _, first = np.unique(t, return_index=True)
     n = len(t)
     at_risk_total = n - first
     onehot = np.zeros((n, k))
