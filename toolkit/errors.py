@@ -44,6 +44,10 @@ class AgentError(ToolkitError, ValueError):
     """An agent contract, bundle or call is invalid."""
 
 
+class AgentContractError(AgentError, SpecError):
+    """An agent.yaml is invalid."""
+
+
 class IntegrityError(AgentError):
     """A bundle file does not match its recorded hash."""
 

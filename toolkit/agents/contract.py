@@ -1,0 +1,134 @@
+"""The agent contract (``agents/<name>/agent.yaml``): what an engineer deploys and a clinician
+trusts.  ``regent agent schema`` prints its JSON Schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from toolkit.errors import AgentContractError, AgentError
+from toolkit.specs import Frozen, load_model
+
+
+class ModelSource(Frozen):
+    """Which model: a registered MLflow model and alias (default ``<study name>.<model>``), or a run."""
+
+    study: str = Field(description="The study folder, relative to the repository root.")
+    model: str = Field(description="The model's name in study.yaml.")
+    registered_model: str | None = None
+    alias: str = "candidate"
+    run_id: str | None = None
+
+
+class FhirSource(Frozen):
+    """Where an input comes from in FHIR R4."""
+
+    resource: Literal["Patient", "Observation", "Condition", "MedicationStatement", "MedicationRequest"]
+    field: Literal["age", "gender"] | None = Field(None, description="For Patient: age (from birthDate) or gender.")
+    codes: list[str] = Field(default_factory=list, description="'system|code', e.g. 'http://loinc.org|33762-6'.")
+    lookback_days: int | None = Field(None, ge=0)
+    select: Literal["latest", "max", "min", "mean"] = "latest"
+    present: str | float | None = Field(None, description="Value when a Condition/Medication is found.")
+    absent: str | float | None = Field(None, description="Value when none is found.")
+    values: dict[str, str] = Field(default_factory=dict, description="FHIR code -> input level (e.g. gender).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FhirSource:
+        if self.resource == "Patient" and self.field is None:
+            raise ValueError("a Patient source needs 'field' (age or gender)")
+        if self.resource != "Patient" and not self.codes:
+            raise ValueError(f"a {self.resource} source needs 'codes'")
+        return self
+
+
+class Impute(Frozen):
+    impute: float | str
+
+
+class InputSpec(Frozen):
+    name: str
+    label: str | None = None
+    type: Literal["number", "integer", "category", "boolean"]
+    unit: str | None = None
+    range: tuple[float, float] | None = Field(None, description="Valid range; outside it the input is refused.")
+    levels: list[str] | None = None
+    fhir: FhirSource | None = None
+    missing: Literal["refuse"] | Impute = "refuse"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InputSpec:
+        if self.type == "category" and not self.levels:
+            raise ValueError("a category input needs 'levels'")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError("range must be [low, high]")
+        return self
+
+
+class RiskGroup(Frozen):
+    label: str
+    upper: float = Field(gt=0, le=1, description="Risks below this (and above the previous) fall here.")
+    indicator: Literal["info", "warning", "critical"] = "info"
+    suggestion: str | None = None
+
+
+class OutputSpec(Frozen):
+    horizon_days: float = Field(gt=0)
+    horizon_label: str = Field(description="How the horizon reads on a card, e.g. '1-year'.")
+    outcome_label: str = Field(description="e.g. 'all-cause death'.")
+    risk_groups: list[RiskGroup] = Field(min_length=1)
+    summary_template: str = Field(
+        "{horizon_label} risk of {outcome_label}: {risk_pct} ({group})",
+        description="Card summary; fields: risk_pct, group, horizon_label, outcome_label.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutputSpec:
+        uppers = [g.upper for g in self.risk_groups]
+        if uppers != sorted(uppers) or uppers[-1] != 1.0:
+            raise ValueError("risk_groups must have increasing 'upper' thresholds ending at 1.0")
+        return self
+
+
+class Owner(Frozen):
+    name: str
+    contact: str
+
+
+class AgentContract(Frozen):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: str = Field(pattern=r"^\d+\.\d+$", description="Contract version; bundles are <version>.<model version>.")
+    title: str
+    description: str
+    source: ModelSource
+    inputs: list[InputSpec] = Field(min_length=1)
+    output: OutputSpec
+    hooks: list[Literal["patient-view", "order-sign"]] = Field(default_factory=lambda: ["patient-view"])
+    intended_use: str
+    target_population: str
+    out_of_scope: list[str] = Field(default_factory=list)
+    contraindications: list[str] = Field(default_factory=list)
+    owners: list[Owner] = Field(min_length=1)
+
+    def input(self, name: str) -> InputSpec:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise AgentError(f"agent {self.name}: no input named {name!r}")
+
+    def group_of(self, risk: float) -> RiskGroup:
+        for g in self.output.risk_groups:
+            if risk < g.upper or g.upper == 1.0:
+                return g
+        return self.output.risk_groups[-1]
+
+
+def load_contract(path: Path | str) -> AgentContract:
+    path = Path(path)
+    file = path / "agent.yaml" if path.is_dir() else path
+    return load_model(AgentContract, file, error=AgentContractError)
+
+
+def contract_schema() -> dict[str, Any]:
+    return AgentContract.model_json_schema()

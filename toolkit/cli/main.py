@@ -1,0 +1,277 @@
+"""``regent``: thin commands over the library.  Toolkit errors exit with status 2 and a message
+naming the file and key; nothing else is printed on failure (no traceback, no patient data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from toolkit.errors import ToolkitError
+
+app = typer.Typer(help="Regent: registries -> studies -> validated clinical agents.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+registry_app = typer.Typer(help="Build, import and check registries.", no_args_is_help=True)
+cohort_app = typer.Typer(help="Declarative cohorts.", no_args_is_help=True)
+study_app = typer.Typer(help="Run studies.", no_args_is_help=True)
+agent_app = typer.Typer(help="Package, verify and call agents.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+app.add_typer(cohort_app, name="cohort")
+app.add_typer(study_app, name="study")
+app.add_typer(agent_app, name="agent")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --- registry ------------------------------------------------------------------------------
+@registry_app.command("check")
+def registry_check(path: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Validate a registry's schema (non-zero exit on errors) and print a data-quality report."""
+    from toolkit.registry.check import check_registry
+
+    report = check_registry(path)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        out.print(report.to_text())
+
+
+@registry_app.command("import")
+def registry_import(
+    name: Annotated[str | None, typer.Argument(help="A shipped dataset: gbsg2, whas500, flchain, lung, rossi, veterans, bmt")] = None,
+    out_path: Annotated[Path, typer.Option("--out", help="Registry file to write")] = Path("data/registry.duckdb"),
+    csv: Annotated[Path | None, typer.Option("--csv", help="A one-row-per-patient CSV or Parquet file")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping YAML for --csv")] = None,
+) -> None:
+    """Import a flat (one row per patient) table into the canonical registry schema."""
+    from toolkit.errors import ImportMappingError
+    from toolkit.registry.importers.datasets import import_dataset
+    from toolkit.registry.importers.flat import import_flat, load_mapping, read_table
+
+    if csv is not None:
+        if mapping is None:
+            raise ImportMappingError("--csv needs --mapping FILE")
+        path = import_flat(read_table(csv), load_mapping(mapping), out_path, source=str(mapping))
+    elif name is not None:
+        path = import_dataset(name, out_path)
+    else:
+        raise ImportMappingError("give a dataset name or --csv FILE --mapping FILE")
+    out.print(f"wrote {path}")
+
+
+@registry_app.command("synth")
+def registry_synth(
+    patients: Annotated[int, typer.Option()] = 5000,
+    sites: Annotated[int, typer.Option()] = 3,
+    seed: Annotated[int, typer.Option()] = 0,
+    out_path: Annotated[Path, typer.Option("--out")] = Path("data/hf.duckdb"),
+) -> None:
+    """Build the synthetic heart-failure registry (truth written beside it)."""
+    from toolkit.registry.synth.heart_failure import SynthConfig, synthesize, truth_paths
+
+    path = synthesize(out_path, SynthConfig(patients, sites, seed))
+    tj, tp = truth_paths(path)
+    out.print(f"wrote {path}\ntruth: {tj} and {tp}")
+
+
+# --- cohort --------------------------------------------------------------------------------
+@cohort_app.command("schema")
+def cohort_schema() -> None:
+    """Print the JSON Schema of a cohort specification."""
+    from toolkit.cohort.spec import CohortSpec
+
+    _print_json(CohortSpec.model_json_schema())
+
+
+@cohort_app.command("run")
+def cohort_run(
+    spec: Path,
+    registry: Annotated[Path, typer.Option(help="Registry file")],
+    out_dir: Annotated[Path, typer.Option("--out")],
+    backend: Annotated[str, typer.Option(help="duckdb or spark")] = "duckdb",
+) -> None:
+    """Run a cohort: writes cohort.parquet, attrition.csv and provenance.parquet."""
+    from toolkit.cohort.run import run_cohort
+    from toolkit.registry.store import Registry
+
+    if backend != "duckdb":
+        from toolkit.cohort.spark import run_cohort_spark
+
+        result = run_cohort_spark(spec, registry)
+    else:
+        with Registry(registry) as reg:
+            result = run_cohort(spec, reg)
+    result.write(out_dir)
+    out.print(result.attrition.table.to_string(index=False))
+    out.print(f"wrote {out_dir}/cohort.parquet, attrition.csv, provenance.parquet")
+
+
+# --- study ---------------------------------------------------------------------------------
+@study_app.command("schema")
+def study_schema() -> None:
+    """Print the JSON Schema of study.yaml."""
+    from toolkit.study.spec import study_schema as schema
+
+    _print_json(schema())
+
+
+@study_app.command("run")
+def study_run(
+    study: Path,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder")],
+    registry: Annotated[Path | None, typer.Option(help="Use this registry file instead of the study's")] = None,
+    mlruns: Annotated[Path, typer.Option(help="MLflow store folder")] = Path("mlruns"),
+    track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
+    resume: Annotated[bool, typer.Option(help="Re-use finished steps of an earlier (crashed) run")] = True,
+) -> None:
+    """Run a study end to end: cohort, features, analyses, models, report, MLflow."""
+    from toolkit.study.runner import run_study
+    from toolkit.study.tracker import NullTracker
+
+    tracker: Any = NullTracker()
+    if track:
+        from toolkit.tracking.mlflow_tracker import MLflowTracker
+
+        tracker = MLflowTracker(mlruns)
+    with err.status("running study") as status:
+        run = run_study(study, out=out_dir, tracker=tracker, registry=registry, use_cache=resume,
+                        progress=lambda s: status.update(f"step: {s}"))
+    out.print(f"cohort: {run.results['cohort']['n']} persons, {run.results['cohort']['events']} events")
+    for name, m in run.results["models"].items():
+        mt = m["metrics"]
+        out.print(f"model {name}: CV C-index {mt.get('c_harrell_mean', float('nan')):.3f} "
+                  f"({mt.get('c_harrell_lower', float('nan')):.3f}-{mt.get('c_harrell_upper', float('nan')):.3f})")
+    out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
+    if track:
+        out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
+
+
+# --- agent ---------------------------------------------------------------------------------
+@agent_app.command("schema")
+def agent_schema() -> None:
+    """Print the JSON Schema of agent.yaml."""
+    from toolkit.agents.contract import contract_schema
+
+    _print_json(contract_schema())
+
+
+@agent_app.command("package")
+def agent_package(
+    contract: Path,
+    dist: Annotated[Path, typer.Option(help="Where bundles go")] = Path("dist/agents"),
+    mlruns: Annotated[Path, typer.Option(help="MLflow store folder")] = Path("mlruns"),
+) -> None:
+    """Check the study's gates and package the model as a versioned, hashed agent bundle."""
+    from toolkit.agents.package import package_agent
+    from toolkit.tracking.models import MLflowModelStore
+
+    store = MLflowModelStore(mlruns)
+    path, _contract, art = package_agent(contract, store.fetch, dist=dist)
+    if art.registered_model and art.model_version is not None:
+        store.set_alias(art.registered_model, "validated", art.model_version)
+    out.print(f"packaged {path}")
+
+
+@agent_app.command("verify")
+def agent_verify(bundle: Path) -> None:
+    """Check every file of a bundle against SHA256SUMS."""
+    from toolkit.agents.bundle import verify_bundle
+
+    digest = verify_bundle(bundle)
+    out.print(f"ok: {bundle} (bundle sha256 {digest})")
+
+
+@agent_app.command("list")
+def agent_list(dist: Annotated[Path, typer.Argument()] = Path("dist/agents")) -> None:
+    """List packaged bundles and their integrity status."""
+    from toolkit.agents.bundle import list_bundles
+
+    for b in list_bundles(dist):
+        out.print(f"{b['name']:<28} {b['version']:<10} {b['status']:<8} {b['path']}")
+
+
+def _read_inputs(path: Path, contract: Any) -> dict[str, Any]:
+    from toolkit.errors import InputValidationError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputValidationError(f"{path}: not a readable JSON file") from None
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        from toolkit.agents.fhir import map_inputs, resources_of
+
+        values, _ = map_inputs(contract, resources_of({"bundle": data}))
+        return values
+    if not isinstance(data, dict):
+        raise InputValidationError(f"{path}: expected a JSON object of inputs or a FHIR Bundle")
+    return data.get("inputs", data)
+
+
+@agent_app.command("predict")
+def agent_predict(bundle: Path, input_file: Annotated[Path, typer.Option("--input")],
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Risk, risk group, top contributing inputs and warnings for one patient (JSON or FHIR Bundle)."""
+    from toolkit.agents.load import Agent
+    from toolkit.errors import InputValidationError
+
+    agent = Agent.load(bundle)
+    try:
+        p = agent.predict(_read_inputs(input_file, agent.contract))
+    except InputValidationError as exc:
+        raise InputValidationError(f"{input_file}: {exc}", fields=exc.fields) from None
+    if as_json:
+        _print_json(p.to_dict())
+        return
+    out.print(p.summary)
+    for c in p.contributions:
+        out.print(f"  {c.input}: {c.value} ({c.direction}, {c.contribution:+.3f})")
+    for w in p.warnings:
+        out.print(f"  warning: {w}")
+
+
+@agent_app.command("explain")
+def agent_explain(bundle: Path, input_file: Annotated[Path, typer.Option("--input")]) -> None:
+    """Every input's contribution to the prediction (JSON)."""
+    from toolkit.agents.load import Agent
+
+    agent = Agent.load(bundle)
+    _print_json(agent.explain(_read_inputs(input_file, agent.contract)).to_dict())
+
+
+# --- serve ---------------------------------------------------------------------------------
+@app.command("serve")
+def serve(
+    agents: Annotated[Path, typer.Option(help="Folder of agent bundles")] = Path("dist/agents"),
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    workers: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Serve CDS Hooks 2.0 and REST for every bundle in --agents."""
+    import os
+
+    import uvicorn
+
+    os.environ["REGENT_AGENTS_DIR"] = str(agents)
+    uvicorn.run("toolkit.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except ToolkitError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Statistical disclosure control applied to every aggregate that leaves the toolkit.
+
+One policy: a minimum cell size ``k`` (default 10) — a count between 1 and k-1 is never
+released — optional rounding of released counts, and complementary suppression in tables
+where a suppressed count could be recovered by subtraction (attrition: a removed count and
+the remaining count after it are suppressed together).  Turning the policy off takes an
+explicit ``enabled=False`` and is stated in every report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SUPPRESSED = None  # how a suppressed count is released (JSON null, an empty CSV cell)
+
+
+@dataclass(frozen=True)
+class DisclosurePolicy:
+    min_cell: int = 10
+    rounding: int | None = None
+    enabled: bool = True
+
+    def is_small(self, n: float | int | None) -> bool:
+        return self.enabled and n is not None and not pd.isna(n) and 0 < float(n) < self.min_cell
+
+    def count(self, n: float | int | None) -> int | None:
+        """A releasable count: None when 1..k-1, rounded when the policy rounds."""
+        if n is None or pd.isna(n):
+            return None
+        n = int(n)
+        if not self.enabled:
+            return n
+        if 0 < n < self.min_cell:
+            return SUPPRESSED
+        if self.rounding:
+            return int(self.rounding * round(n / self.rounding))
+        return n
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "Disclosure control was turned OFF for this run: small counts may be shown."
+        r = f", counts rounded to the nearest {self.rounding}" if self.rounding else ""
+        return f"Counts between 1 and {self.min_cell - 1} are suppressed (shown as '<{self.min_cell}'){r}."
+
+    def attrition(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Suppress small removed/remaining counts, with complementary suppression.
+
+        A removed count of 1..k-1 is suppressed together with the remaining count after it
+        (otherwise subtraction recovers it) and every later remaining count that would again
+        reveal it when compared with an unsuppressed earlier count is left as is: suppressing
+        the step's own ``n`` breaks the chain because the next difference spans two steps.
+        """
+        out = table.copy().astype(object)
+        if not self.enabled:
+            return out
+        cols = [c for c in ("n", "removed", "entries", "events") if c in out.columns]
+        hide_n = [False] * len(out)
+        for i in range(len(out)):
+            removed = table["removed"].iloc[i]
+            if self.is_small(removed):
+                hide_n[i] = True
+        # a hidden n must not be recoverable from its neighbours' removed counts: hide those too
+        for i in range(len(out)):
+            if hide_n[i]:
+                out.iloc[i, out.columns.get_loc("removed")] = SUPPRESSED
+                out.iloc[i, out.columns.get_loc("n")] = SUPPRESSED
+                if i + 1 < len(out):
+                    out.iloc[i + 1, out.columns.get_loc("removed")] = SUPPRESSED
+        for c in cols:
+            out[c] = [v if v is SUPPRESSED else self.count(v) for v in out[c]]
+        return out
+
+    def table_counts(self, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+        out = frame.copy().astype(object)
+        for c in columns:
+            if c in out.columns:
+                out[c] = [self.count(v) for v in frame[c]]
+        return out
+
+    def scrub(self, value: Any, count_keys: frozenset[str]) -> Any:
+        """Recursively apply the count rule to every key named in ``count_keys`` in a JSON tree."""
+        if isinstance(value, dict):
+            return {
+                k: (self.count(v) if k in count_keys and isinstance(v, int | float | np.integer) and not isinstance(v, bool)
+                    else self.scrub(v, count_keys))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.scrub(v, count_keys) for v in value]
+        return value
+
+
+#: Keys of results.json that hold counts of persons or events.
+COUNT_KEYS = frozenset(
+    {"n", "events", "n_risk", "removed", "entries", "observed", "n_evaluable", "count", "missing",
+     "n_events", "n_censor"}
+)

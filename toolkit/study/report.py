@@ -1,0 +1,51 @@
+"""The self-contained HTML report of a study run (Jinja2, images embedded as data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+from toolkit.cohort.run import Attrition, consort_html
+from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.study.spec import StudySpec
+
+
+def _env() -> jinja2.Environment:
+    loader = jinja2.FunctionLoader(
+        lambda name: (resources.files("toolkit.study") / "templates" / name).read_text(encoding="utf-8")
+    )
+    env = jinja2.Environment(loader=loader, autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env.filters["num"] = _num
+    env.filters["count"] = lambda v, k=10: f"<{k}" if v is None else f"{int(v):,}"
+    return env
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "NA"
+    if isinstance(value, int):
+        return f"{value:,}"
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def render_report(spec: StudySpec, results: dict[str, Any], plots: dict[str, bytes],
+                  policy: DisclosurePolicy, attrition: Attrition) -> str:
+    images = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in plots.items()}
+    flow = consort_html(Attrition(policy.attrition(attrition.table).fillna(-1).astype(object)))
+    flow = flow.replace("-1 persons", f"&lt;{policy.min_cell} persons")
+    return _env().get_template("report.html.j2").render(
+        spec=spec,
+        r=results,
+        images=images,
+        flow=flow,
+        policy_text=policy.describe(),
+        min_cell=policy.min_cell,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )

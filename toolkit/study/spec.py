@@ -1,0 +1,200 @@
+"""The study specification (``study.yaml``): registry, cohort, features, analyses, models,
+validation, gates and disclosure settings.  ``regent study schema`` prints its JSON Schema.
+
+A study that names a column, concept set, analysis input or model that does not exist fails
+in :func:`validate_references` before any computation, naming the study.yaml key and the
+available names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from toolkit.cohort.spec import CohortSpec, Offset, check_cohort, parse_offset, resolve_concepts
+from toolkit.errors import StudySpecError
+from toolkit.features.windows import FeatureSpec
+from toolkit.specs import Frozen, parse_model, read_yaml
+
+
+class SyntheticRegistry(Frozen):
+    patients: int = Field(5000, ge=1)
+    sites: int = Field(3, ge=1, le=99)
+    seed: int = 0
+
+
+class RegistrySource(Frozen):
+    """Exactly one of: a registry file, a shipped dataset, or a synthetic registry."""
+
+    path: str | None = Field(None, description="Registry file, relative to the study folder.")
+    dataset: str | None = Field(None, description="A shipped dataset: gbsg2, whas500, lung, ...")
+    synthetic: SyntheticRegistry | None = Field(None, description="Build the synthetic HF registry.")
+
+    @model_validator(mode="after")
+    def _one(self) -> RegistrySource:
+        if sum(x is not None for x in (self.path, self.dataset, self.synthetic)) != 1:
+            raise ValueError("give exactly one of 'path', 'dataset' or 'synthetic'")
+        return self
+
+
+class KaplanMeierAnalysis(Frozen):
+    type: Literal["kaplan_meier"]
+    name: str
+    by: str | None = None
+    strata: str | None = None
+    times: list[float] = Field(default_factory=list)
+
+
+class CoxAnalysis(Frozen):
+    type: Literal["cox"]
+    name: str
+    covariates: list[str] = Field(min_length=1)
+    ties: Literal["efron", "breslow"] = "efron"
+    strata: str | None = None
+    cluster: str | None = None
+    robust: bool = False
+
+
+class Table1Analysis(Frozen):
+    type: Literal["table1"]
+    name: str
+    by: str | None = None
+    variables: list[str] = Field(min_length=1)
+
+
+Analysis = Annotated[KaplanMeierAnalysis | CoxAnalysis | Table1Analysis, Field(discriminator="type")]
+
+
+class ModelSpecItem(Frozen):
+    name: str
+    type: Literal["cox", "xgboost_survival"]
+    horizon: Offset
+    features: list[str] | None = Field(None, description="Default: every feature.")
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    @property
+    def horizon_days(self) -> float:
+        return parse_offset(self.horizon)
+
+
+class ValidationSpec(Frozen):
+    cv_folds: int = Field(5, ge=2, le=20)
+
+
+class GateSpec(Frozen):
+    """Conditions a model must meet before it may be packaged as an agent."""
+
+    model: str | None = Field(None, description="Which model the gates apply to (default: all).")
+    c_index_lower_min: float | None = Field(None, description="Lower CI bound of the CV C-index.")
+    auroc_lower_min: float | None = None
+    min_events: int | None = None
+    o_e_ratio_range: tuple[float, float] | None = None
+
+
+class DisclosureSpec(Frozen):
+    min_cell: int = Field(10, ge=1, description="Counts between 1 and min_cell-1 are suppressed.")
+    rounding: int | None = Field(None, ge=1, description="Round released counts to this base.")
+    enabled: bool = Field(True, description="Turning it off is stated in the report.")
+
+
+class ReportSpec(Frozen):
+    limitations: list[str] = Field(default_factory=list)
+    authors: list[str] = Field(default_factory=list)
+
+
+class StudySpec(Frozen):
+    name: str
+    title: str = ""
+    question: str = ""
+    registry: RegistrySource
+    cohort: CohortSpec | str = Field(description="Inline cohort, or a file relative to the study folder.")
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
+    analyses: list[Analysis] = Field(default_factory=list)
+    models: list[ModelSpecItem] = Field(default_factory=list)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    gates: list[GateSpec] = Field(default_factory=list)
+    disclosure: DisclosureSpec = Field(default_factory=DisclosureSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    seed: int = 0
+
+
+def load_study(path: Path | str) -> tuple[StudySpec, Path]:
+    """Read ``study.yaml`` (a folder or the file); resolve the cohort file and concept sets.
+
+    Returns the spec with an inline cohort and the study folder.
+    """
+    path = Path(path)
+    file = path / "study.yaml" if path.is_dir() else path
+    spec = parse_model(StudySpec, read_yaml(file, error=StudySpecError), source=str(file), error=StudySpecError)
+    base = file.parent
+    if isinstance(spec.cohort, str):
+        from toolkit.cohort.spec import cohort_from_dict
+        from toolkit.errors import CohortSpecError
+
+        cfile = base / spec.cohort
+        try:
+            cohort = cohort_from_dict(read_yaml(cfile, error=CohortSpecError), source=str(cfile), base=cfile.parent)
+        except CohortSpecError as exc:
+            raise StudySpecError(f"{file}: cohort: {exc}") from None
+    else:
+        cohort = resolve_concepts(spec.cohort, base)
+        try:
+            check_cohort(cohort, str(file), prefix="cohort.")
+        except StudySpecError:
+            raise
+        except Exception as exc:
+            raise StudySpecError(str(exc)) from None
+    return spec.model_copy(update={"cohort": cohort}), base
+
+
+def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[str]) -> None:
+    """Check every name the study uses against what exists; raise naming key and choices."""
+    assert isinstance(spec.cohort, CohortSpec)
+    problems: list[str] = []
+    feature_names = list(spec.features.static) + [w.name for w in spec.features.windows]
+    for i, s in enumerate(spec.features.static):
+        if s not in cohort_columns:
+            problems.append(f"{source}: features.static[{i}]: unknown column {s!r}; available: {sorted(cohort_columns)}")
+    columns = sorted(set(cohort_columns) | set(feature_names))
+
+    def need(key: str, name: str | None) -> None:
+        if name is not None and name not in columns:
+            problems.append(f"{source}: {key}: unknown column {name!r}; available: {columns}")
+
+    for i, a in enumerate(spec.analyses):
+        if isinstance(a, KaplanMeierAnalysis):
+            need(f"analyses[{i}].by", a.by)
+            need(f"analyses[{i}].strata", a.strata)
+        elif isinstance(a, CoxAnalysis):
+            for j, c in enumerate(a.covariates):
+                need(f"analyses[{i}].covariates[{j}]", c)
+            need(f"analyses[{i}].strata", a.strata)
+            need(f"analyses[{i}].cluster", a.cluster)
+        else:
+            need(f"analyses[{i}].by", a.by)
+            for j, c in enumerate(a.variables):
+                need(f"analyses[{i}].variables[{j}]", c)
+    for i, m in enumerate(spec.models):
+        for j, f in enumerate(m.features or []):
+            if f not in feature_names:
+                problems.append(
+                    f"{source}: models[{i}].features[{j}]: unknown feature {f!r}; available: {feature_names}"
+                )
+    names = [a.name for a in spec.analyses] + [m.name for m in spec.models]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"{source}: analyses/models: duplicate names {dupes}")
+    model_names = [m.name for m in spec.models]
+    for i, g in enumerate(spec.gates):
+        if g.model is not None and g.model not in model_names:
+            problems.append(f"{source}: gates[{i}].model: unknown model {g.model!r}; available: {model_names}")
+    if spec.models and spec.cohort.outcome is None:
+        problems.append(f"{source}: models: a prediction model needs cohort.outcome")
+    if problems:
+        raise StudySpecError("\n".join(problems))
+
+
+def study_schema() -> dict[str, Any]:
+    return StudySpec.model_json_schema()

@@ -1,0 +1,124 @@
+"""MLflow tracking for study runs: the only place (with the CLI) that imports mlflow.
+
+The store lives under ``mlruns/``: a SQLite backend (``mlruns/mlflow.db``; MLflow's plain file
+store now refuses to start) with artifacts in ``mlruns/artifacts/<experiment>``.
+``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`` shows the runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from toolkit.analysis.predict.models import RiskModel
+from toolkit.tracking.pyfunc import RegentRiskPyfunc, predict_frame
+
+# MLflow logs at INFO on every run start; keep the console for Regent's own messages.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def tracking_uri(root: Path | str = "mlruns") -> str:
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def configure(root: Path | str = "mlruns") -> str:
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str, root: Path | str = "mlruns") -> str:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    location = (Path(root).resolve() / "artifacts" / safe).as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+class MLflowTracker:
+    """Implements :class:`toolkit.study.tracker.Tracker` on an MLflow store under ``root``."""
+
+    def __init__(self, root: Path | str = "mlruns") -> None:
+        self.root = Path(root)
+        self.run_id: str | None = None
+        configure(self.root)
+
+    def start(self, experiment: str, run_name: str, tags: Mapping[str, str]) -> str | None:
+        exp_id = ensure_experiment(experiment, self.root)
+        run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=dict(tags))
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        clean = {re.sub(r"[^A-Za-z0-9_\-. /]", "_", k): float(v) for k, v in metrics.items() if v == v}
+        if clean:
+            mlflow.log_metrics(clean)
+
+    def log_dataset(self, name: str, frame: pd.DataFrame, digest: str, context: str) -> None:
+        # MLflow stores the schema, a profile (row count) and a digest; never the rows.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = mlflow.data.from_pandas(frame, name=f"{name}@{digest}")
+        mlflow.log_input(ds, context=context)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        mlflow.log_artifact(str(path), artifact_path)
+
+    def log_model_run(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float],
+                      folds: list[Mapping[str, float]], model: RiskModel, example: pd.DataFrame,
+                      register_as: str) -> dict[str, Any]:
+        with mlflow.start_run(run_name=name, nested=True) as child:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            self.log_metrics(metrics)
+            for i, fold in enumerate(folds):
+                with mlflow.start_run(run_name=f"{name}-fold{i}", nested=True):
+                    mlflow.log_param("fold", i)
+                    self.log_metrics({k: v for k, v in fold.items() if k != "fold"})
+            with tempfile.TemporaryDirectory() as tmp:
+                pkl = Path(tmp) / "risk_model.pkl"
+                pkl.write_bytes(pickle.dumps(model))
+                output = predict_frame(model, example)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=RegentRiskPyfunc(),
+                        artifacts={"risk_model": str(pkl)},
+                        signature=infer_signature(example, output),
+                        input_example=example,
+                        pip_requirements=[],
+                    )
+            version = mlflow.register_model(info.model_uri, register_as)
+            client = MlflowClient()
+            client.set_registered_model_alias(register_as, "candidate", version.version)
+            return {"mlflow_run_id": child.info.run_id, "model_uri": info.model_uri,
+                    "registered_model": register_as, "model_version": int(version.version)}
+
+    def end(self, status: str, error: str | None = None) -> None:
+        if mlflow.active_run() is None:
+            return
+        if error:
+            mlflow.set_tag("regent.error", error[:4000])
+        while mlflow.active_run() is not None:
+            mlflow.end_run(status=status)
