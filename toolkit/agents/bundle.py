@@ -86,8 +86,9 @@ def bundle_version(contract: AgentContract, model_version: int | None) -> str:
     return f"{contract.version}.{model_version if model_version is not None else 0}"
 
 
-def build_bundle(contract: AgentContract, art: ModelArtifacts, dist: Path, *, model: Any,
-                 gates: list[dict[str, Any]]) -> Path:
+def build_bundle(
+    contract: AgentContract, art: ModelArtifacts, dist: Path, *, model: Any, gates: list[dict[str, Any]]
+) -> Path:
     """Build ``dist/<name>-<version>`` atomically and return its path."""
     version = bundle_version(contract, art.model_version)
     target = Path(dist) / f"{contract.name}-{version}"
@@ -121,9 +122,13 @@ def build_bundle(contract: AgentContract, art: ModelArtifacts, dist: Path, *, mo
             "spec_hash": art.results.get("spec_hash"),
         },
         "inputs": [
-            {**i.model_dump(mode="json", exclude_none=True),
-             "training_range": list(model.training_ranges[i.name]) if i.name in model.training_ranges else None,
-             "used_by_model": i.name in features}
+            {
+                **i.model_dump(mode="json", exclude_none=True),
+                "training_range": list(model.training_ranges[i.name])
+                if i.name in model.training_ranges
+                else None,
+                "used_by_model": i.name in features,
+            }
             for i in contract.inputs
         ],
         "output": contract.output.model_dump(mode="json"),
@@ -133,15 +138,22 @@ def build_bundle(contract: AgentContract, art: ModelArtifacts, dist: Path, *, mo
     with atomic_dir(target) as tmp:
         shutil.copytree(art.model_dir, tmp / "model")
         if not (tmp / MODEL_PICKLE).is_file():
-            raise AgentError(f"{art.model_dir}: not a Regent pyfunc model (no {MODEL_PICKLE.relative_to('model')})")
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+            raise AgentError(
+                f"{art.model_dir}: not a Regent pyfunc model (no {MODEL_PICKLE.relative_to('model')})"
+            )
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
         (tmp / "agent.yaml").write_text(
-            yaml.safe_dump(contract.model_dump(mode="json", exclude_none=True), sort_keys=False), encoding="utf-8"
+            yaml.safe_dump(contract.model_dump(mode="json", exclude_none=True), sort_keys=False),
+            encoding="utf-8",
         )
         (tmp / "results.json").write_text(json.dumps(art.results, indent=2) + "\n", encoding="utf-8")
         if art.report is not None:
             shutil.copy(art.report, tmp / "report.html")
-        (tmp / "model_card.md").write_text(model_card_markdown(contract, manifest, art.results), encoding="utf-8")
+        (tmp / "model_card.md").write_text(
+            model_card_markdown(contract, manifest, art.results), encoding="utf-8"
+        )
         write_sums(tmp)
     return target
 

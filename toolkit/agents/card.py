@@ -36,7 +36,8 @@ def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], resul
         "",
         "## Output",
         f"Absolute {contract.output.horizon_label} risk of {contract.output.outcome_label}; risk groups: "
-        + ", ".join(f"{g.label} (< {g.upper:.0%})" for g in contract.output.risk_groups) + ".",
+        + ", ".join(f"{g.label} (< {g.upper:.0%})" for g in contract.output.risk_groups)
+        + ".",
         "",
         "## Inputs",
         "| input | type | unit | valid range | source (FHIR R4) | when missing |",
@@ -67,13 +68,19 @@ def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], resul
         *[f"| {_fmt(c['predicted'])} | {_fmt(c['observed'])} |" for c in mres.get("calibration_deciles", [])],
         "",
         "## Gates",
-        *([f"- {g['gate']}: {'passed' if g['passed'] else 'FAILED'} (value {g['value']}, required {g['required']})"
-           for g in manifest.get("gates", [])] or ["- no gates declared"]),
+        *(
+            [
+                f"- {g['gate']}: {'passed' if g['passed'] else 'FAILED'} (value {g['value']}, required {g['required']})"
+                for g in manifest.get("gates", [])
+            ]
+            or ["- no gates declared"]
+        ),
         "",
         "## Maintenance and owners",
         *[f"- {o.name} <{o.contact}>" for o in contract.owners],
         "",
-        "Disclosure control: " + ("on" if results.get("disclosure", {}).get("enabled", True) else "OFF")
+        "Disclosure control: "
+        + ("on" if results.get("disclosure", {}).get("enabled", True) else "OFF")
         + f" (minimum cell {results.get('disclosure', {}).get('min_cell')}).",
         "",
     ]

@@ -26,13 +26,19 @@ class FhirSource(Frozen):
     """Where an input comes from in FHIR R4."""
 
     resource: Literal["Patient", "Observation", "Condition", "MedicationStatement", "MedicationRequest"]
-    field: Literal["age", "gender"] | None = Field(None, description="For Patient: age (from birthDate) or gender.")
-    codes: list[str] = Field(default_factory=list, description="'system|code', e.g. 'http://loinc.org|33762-6'.")
+    field: Literal["age", "gender"] | None = Field(
+        None, description="For Patient: age (from birthDate) or gender."
+    )
+    codes: list[str] = Field(
+        default_factory=list, description="'system|code', e.g. 'http://loinc.org|33762-6'."
+    )
     lookback_days: int | None = Field(None, ge=0)
     select: Literal["latest", "max", "min", "mean"] = "latest"
     present: str | float | None = Field(None, description="Value when a Condition/Medication is found.")
     absent: str | float | None = Field(None, description="Value when none is found.")
-    values: dict[str, str] = Field(default_factory=dict, description="FHIR code -> input level (e.g. gender).")
+    values: dict[str, str] = Field(
+        default_factory=dict, description="FHIR code -> input level (e.g. gender)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FhirSource:
@@ -52,7 +58,9 @@ class InputSpec(Frozen):
     label: str | None = None
     type: Literal["number", "integer", "category", "boolean"]
     unit: str | None = None
-    range: tuple[float, float] | None = Field(None, description="Valid range; outside it the input is refused.")
+    range: tuple[float, float] | None = Field(
+        None, description="Valid range; outside it the input is refused."
+    )
     levels: list[str] | None = None
     fhir: FhirSource | None = None
     missing: Literal["refuse"] | Impute = "refuse"
@@ -98,7 +106,9 @@ class Owner(Frozen):
 
 class AgentContract(Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    version: str = Field(pattern=r"^\d+\.\d+$", description="Contract version; bundles are <version>.<model version>.")
+    version: str = Field(
+        pattern=r"^\d+\.\d+$", description="Contract version; bundles are <version>.<model version>."
+    )
     title: str
     description: str
     source: ModelSource

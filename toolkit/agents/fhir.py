@@ -27,8 +27,12 @@ UNIT_FACTORS: dict[tuple[str, str], float] = {
     ("mm[Hg]", "mmHg"): 1.0,
     ("mmHg", "mm[Hg]"): 1.0,
 }
-SYSTEMS = {"LOINC": "http://loinc.org", "SNOMED": "http://snomed.info/sct",
-           "ICD10": "http://hl7.org/fhir/sid/icd-10", "ATC": "http://www.whocc.no/atc"}
+SYSTEMS = {
+    "LOINC": "http://loinc.org",
+    "SNOMED": "http://snomed.info/sct",
+    "ICD10": "http://hl7.org/fhir/sid/icd-10",
+    "ATC": "http://www.whocc.no/atc",
+}
 
 
 @dataclass(frozen=True)
@@ -109,22 +113,31 @@ def _parse_time(v: str) -> dt.datetime | None:
 
 def _quantity(spec: InputSpec, res: Mapping[str, Any]) -> float:
     q = res.get("valueQuantity")
-    if not isinstance(q, Mapping) or not isinstance(q.get("value"), int | float) or isinstance(q.get("value"), bool):
+    if (
+        not isinstance(q, Mapping)
+        or not isinstance(q.get("value"), int | float)
+        or isinstance(q.get("value"), bool)
+    ):
         raise InputValidationError(
-            f"{spec.name}: Observation {res.get('id', '')!s} has no numeric valueQuantity", fields=(spec.name,))
+            f"{spec.name}: Observation {res.get('id', '')!s} has no numeric valueQuantity",
+            fields=(spec.name,),
+        )
     value = float(q["value"])
     unit = q.get("code") or q.get("unit")
     if spec.unit is not None and unit is not None and unit != spec.unit:
         factor = UNIT_FACTORS.get((str(unit), spec.unit))
         if factor is None:
             raise InputValidationError(
-                f"{spec.name}: Observation unit {unit!r} cannot be converted to {spec.unit!r}", fields=(spec.name,))
+                f"{spec.name}: Observation unit {unit!r} cannot be converted to {spec.unit!r}",
+                fields=(spec.name,),
+            )
         value *= factor
     return value
 
 
-def _observation(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, Any]],
-                 now: dt.datetime) -> tuple[Any, UsedDatum | None]:
+def _observation(
+    spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, Any]], now: dt.datetime
+) -> tuple[Any, UsedDatum | None]:
     found: list[tuple[dt.datetime | None, float, str]] = []
     for res in resources:
         if res.get("resourceType") != "Observation" or res.get("status") in ("entered-in-error", "cancelled"):
@@ -133,7 +146,11 @@ def _observation(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[s
         if code is None:
             continue
         when = _when(res)
-        if src.lookback_days is not None and when is not None and when < now - dt.timedelta(days=src.lookback_days):
+        if (
+            src.lookback_days is not None
+            and when is not None
+            and when < now - dt.timedelta(days=src.lookback_days)
+        ):
             continue
         found.append((when, _quantity(spec, res), code))
     if not found:
@@ -150,8 +167,9 @@ def _observation(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[s
     return value, UsedDatum(spec.name, "Observation", code, when.date().isoformat() if when else None)
 
 
-def _presence(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, Any]],
-              now: dt.datetime) -> tuple[Any, UsedDatum | None]:
+def _presence(
+    spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, Any]], now: dt.datetime
+) -> tuple[Any, UsedDatum | None]:
     field = "code" if src.resource == "Condition" else "medicationCodeableConcept"
     for res in resources:
         if res.get("resourceType") != src.resource:
@@ -167,15 +185,21 @@ def _presence(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str,
         if code is None:
             continue
         when = _when(res)
-        if src.lookback_days is not None and when is not None and when < now - dt.timedelta(days=src.lookback_days):
+        if (
+            src.lookback_days is not None
+            and when is not None
+            and when < now - dt.timedelta(days=src.lookback_days)
+        ):
             continue
         return (src.present if src.present is not None else 1.0), UsedDatum(
-            spec.name, src.resource, code, when.date().isoformat() if when else None)
+            spec.name, src.resource, code, when.date().isoformat() if when else None
+        )
     return (src.absent if src.absent is not None else 0.0), UsedDatum(spec.name, src.resource, None, None)
 
 
-def _patient(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, Any]],
-             now: dt.datetime) -> tuple[Any, UsedDatum | None]:
+def _patient(
+    spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, Any]], now: dt.datetime
+) -> tuple[Any, UsedDatum | None]:
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if not patients:
         return None, None
@@ -187,7 +211,9 @@ def _patient(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, 
         try:
             born = dt.date.fromisoformat(bd[:10])
         except ValueError:
-            raise InputValidationError(f"{spec.name}: Patient.birthDate is not a date", fields=(spec.name,)) from None
+            raise InputValidationError(
+                f"{spec.name}: Patient.birthDate is not a date", fields=(spec.name,)
+            ) from None
         today = now.date()
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
         return float(age), UsedDatum(spec.name, "Patient", "birthDate", None)
@@ -197,8 +223,9 @@ def _patient(spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, 
     return src.values.get(str(g), str(g)), UsedDatum(spec.name, "Patient", "gender", None)
 
 
-def map_inputs(contract: AgentContract, resources: list[dict[str, Any]], *,
-               now: dt.datetime | None = None) -> tuple[dict[str, Any], list[UsedDatum]]:
+def map_inputs(
+    contract: AgentContract, resources: list[dict[str, Any]], *, now: dt.datetime | None = None
+) -> tuple[dict[str, Any], list[UsedDatum]]:
     """Inputs found in ``resources`` (absent ones are left out) and the data used."""
     now = now or dt.datetime.now(dt.UTC)
     values: dict[str, Any] = {}
@@ -227,7 +254,9 @@ def prefetch_templates(contract: AgentContract) -> dict[str, str]:
     if "Patient" in resources:
         out["patient"] = "Patient/{{context.patientId}}"
     for res in sorted(resources - {"Patient"}):
-        codes = sorted({c for i in contract.inputs if i.fhir and i.fhir.resource == res for c in i.fhir.codes})
+        codes = sorted(
+            {c for i in contract.inputs if i.fhir and i.fhir.resource == res for c in i.fhir.codes}
+        )
         tokens = ",".join("|".join(_code_key(c)).rstrip("*") for c in codes)
         param = "code" if res in ("Observation", "Condition") else "code"
         out[res.lower()] = f"{res}?patient={{{{context.patientId}}}}&{param}={tokens}"

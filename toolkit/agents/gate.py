@@ -12,7 +12,9 @@ def check_gates(gates: list[GateSpec], model: str, results: dict[str, Any]) -> l
     """Evaluate every gate that applies to ``model``; raise :class:`GateError` listing failures."""
     mres = results.get("models", {}).get(model)
     if mres is None:
-        raise GateError(f"gates: results have no model {model!r}; available: {sorted(results.get('models', {}))}")
+        raise GateError(
+            f"gates: results have no model {model!r}; available: {sorted(results.get('models', {}))}"
+        )
     metrics = mres.get("metrics", {})
     outcome: list[dict[str, Any]] = []
     for g in gates:
@@ -29,19 +31,33 @@ def check_gates(gates: list[GateSpec], model: str, results: dict[str, Any]) -> l
             v = metrics.get("oof_o_e_ratio")
             lo, hi = g.o_e_ratio_range
             ok = v is not None and lo <= v <= hi
-            outcome.append({"gate": "o_e_ratio_range", "value": v, "required": [lo, hi], "passed": ok,
-                            "shortfall": None if ok or v is None else (lo - v if v < lo else v - hi)})
+            outcome.append(
+                {
+                    "gate": "o_e_ratio_range",
+                    "value": v,
+                    "required": [lo, hi],
+                    "passed": ok,
+                    "shortfall": None if ok or v is None else (lo - v if v < lo else v - hi),
+                }
+            )
     failed = [o for o in outcome if not o["passed"]]
     if failed:
         lines = []
         for f in failed:
             by = f" (short by {f['shortfall']:.4g})" if isinstance(f.get("shortfall"), float | int) else ""
             lines.append(f"  - gate {f['gate']} failed: value {f['value']} vs required {f['required']}{by}")
-        raise GateError(f"model {model!r} failed {len(failed)} gate(s); refusing to package:\n" + "\n".join(lines))
+        raise GateError(
+            f"model {model!r} failed {len(failed)} gate(s); refusing to package:\n" + "\n".join(lines)
+        )
     return outcome
 
 
 def _ge(name: str, value: Any, required: float) -> dict[str, Any]:
     ok = value is not None and float(value) >= required
-    return {"gate": name, "value": value, "required": required, "passed": ok,
-            "shortfall": None if ok or value is None else float(required) - float(value)}
+    return {
+        "gate": name,
+        "value": value,
+        "required": required,
+        "passed": ok,
+        "shortfall": None if ok or value is None else float(required) - float(value),
+    }

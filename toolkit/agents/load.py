@@ -62,8 +62,14 @@ def _is_number(v: Any) -> bool:
 class Agent:
     """A loaded, verified agent bundle."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], contract: AgentContract, model: RiskModel,
-                 bundle_hash: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        contract: AgentContract,
+        model: RiskModel,
+        bundle_hash: str,
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.contract = contract
@@ -119,15 +125,18 @@ class Agent:
                 if extra:
                     raise InputValidationError(
                         f"{spec.name}: expected a value or {{'value', 'unit'}}; got keys {sorted(extra)}",
-                        fields=(spec.name,))
+                        fields=(spec.name,),
+                    )
                 unit = raw.get("unit")
                 raw = raw.get("value")
             if raw is None or (isinstance(raw, float) and math.isnan(raw)):
                 if isinstance(spec.missing, Impute):
                     values[spec.name] = spec.missing.impute
                     imputed.append(spec.name)
-                    warnings.append(f"{spec.label or spec.name} was missing; imputed {spec.missing.impute}"
-                                    + (f" {spec.unit}" if spec.unit else ""))
+                    warnings.append(
+                        f"{spec.label or spec.name} was missing; imputed {spec.missing.impute}"
+                        + (f" {spec.unit}" if spec.unit else "")
+                    )
                 else:
                     missing.append(spec.name)
                 continue
@@ -145,7 +154,8 @@ class Agent:
     def _check(self, spec: InputSpec, raw: Any, unit: Any) -> Any:
         if unit is not None and spec.unit is not None and unit != spec.unit:
             raise InputValidationError(
-                f"{spec.name}: unit must be {spec.unit!r}; got a different unit", fields=(spec.name,))
+                f"{spec.name}: unit must be {spec.unit!r}; got a different unit", fields=(spec.name,)
+            )
         if spec.type in ("number", "integer"):
             if not _is_number(raw):
                 raise InputValidationError(f"{spec.name}: expected a number", fields=(spec.name,))
@@ -156,7 +166,9 @@ class Agent:
             if spec.range is not None and not (spec.range[0] <= float(raw) <= spec.range[1]):
                 raise InputValidationError(
                     f"{spec.name}: value outside the valid range [{spec.range[0]}, {spec.range[1]}]"
-                    + (f" {spec.unit}" if spec.unit else ""), fields=(spec.name,))
+                    + (f" {spec.unit}" if spec.unit else ""),
+                    fields=(spec.name,),
+                )
             return float(raw)
         if spec.type == "boolean":
             if isinstance(raw, bool) or raw in (0, 1):
@@ -183,12 +195,25 @@ class Agent:
         group = self.contract.group_of(risk)
         out = self.contract.output
         summary = out.summary_template.format(
-            risk_pct=f"{100 * risk:.0f}%", group=group.label, horizon_label=out.horizon_label,
+            risk_pct=f"{100 * risk:.0f}%",
+            group=group.label,
+            horizon_label=out.horizon_label,
             outcome_label=out.outcome_label,
         )
-        return Prediction(self.name, self.version, risk, group.label, group.indicator, out.horizon_days,
-                          summary[:139], contributions, tuple(warnings), tuple(imputed), group.suggestion,
-                          values)
+        return Prediction(
+            self.name,
+            self.version,
+            risk,
+            group.label,
+            group.indicator,
+            out.horizon_days,
+            summary[:139],
+            contributions,
+            tuple(warnings),
+            tuple(imputed),
+            group.suggestion,
+            values,
+        )
 
     __call__ = predict
 
@@ -201,9 +226,17 @@ class Agent:
         rows = []
         for rec in frame.to_dict("records"):
             try:
-                p = self.predict({k: v for k, v in rec.items() if k in {i.name for i in self.contract.inputs}})
-                rows.append({"risk": p.risk, "risk_group": p.risk_group, "warnings": "; ".join(p.warnings),
-                             "error": None})
+                p = self.predict(
+                    {k: v for k, v in rec.items() if k in {i.name for i in self.contract.inputs}}
+                )
+                rows.append(
+                    {
+                        "risk": p.risk,
+                        "risk_group": p.risk_group,
+                        "warnings": "; ".join(p.warnings),
+                        "error": None,
+                    }
+                )
             except InputValidationError as exc:
                 rows.append({"risk": None, "risk_group": None, "warnings": None, "error": str(exc)})
         return pd.DataFrame(rows, index=frame.index)

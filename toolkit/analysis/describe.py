@@ -50,8 +50,13 @@ def _smd_binary(p1: float, p2: float) -> float:
     return float(abs(p1 - p2) / pooled) if pooled > 0 else 0.0
 
 
-def table1(frame: pd.DataFrame, variables: Sequence[str], *, by: str | None = None,
-           policy: DisclosurePolicy | None = None) -> Table1:
+def table1(
+    frame: pd.DataFrame,
+    variables: Sequence[str],
+    *,
+    by: str | None = None,
+    policy: DisclosurePolicy | None = None,
+) -> Table1:
     """Table 1; with a ``policy``, small counts are shown as ``<k`` and their percentages hidden."""
     policy = policy or DisclosurePolicy(enabled=False)
 
@@ -69,8 +74,13 @@ def table1(frame: pd.DataFrame, variables: Sequence[str], *, by: str | None = No
             groups.append((f"{by}={level}", frame[frame[by].astype(str) == level]))
     names = tuple(g for g, _ in groups)
     rows: list[dict[str, object]] = [
-        {"label": "n", "variable": None, "cells": {g: cnt(len(d)) for g, d in groups},
-         "counts": {g: policy.count(len(d)) for g, d in groups}, "smd": None}
+        {
+            "label": "n",
+            "variable": None,
+            "cells": {g: cnt(len(d)) for g, d in groups},
+            "counts": {g: policy.count(len(d)) for g, d in groups},
+            "smd": None,
+        }
     ]
     two = len(groups) == 3
     for v in variables:
@@ -88,9 +98,15 @@ def table1(frame: pd.DataFrame, variables: Sequence[str], *, by: str | None = No
                 else:
                     cells[g] = f"{x.mean():.1f} ({x.std(ddof=1) if len(x) > 1 else 0:.1f})"
             smd = _smd_numeric(groups[1][1][v], groups[2][1][v]) if two else None
-            rows.append({"label": f"{v}, {'median [IQR]' if skewed else 'mean (SD)'}", "variable": v,
-                         "cells": cells, "smd": smd,
-                         "missing": {g: policy.count(int(d[v].isna().sum())) for g, d in groups}})
+            rows.append(
+                {
+                    "label": f"{v}, {'median [IQR]' if skewed else 'mean (SD)'}",
+                    "variable": v,
+                    "cells": cells,
+                    "smd": smd,
+                    "missing": {g: policy.count(int(d[v].isna().sum())) for g, d in groups},
+                }
+            )
         else:
             levels = sorted(s.dropna().astype(str).unique())
             for level in levels:
@@ -100,9 +116,23 @@ def table1(frame: pd.DataFrame, variables: Sequence[str], *, by: str | None = No
                 smd = None
                 if two and denom[names[1]] and denom[names[2]]:
                     smd = _smd_binary(counts[names[1]] / denom[names[1]], counts[names[2]] / denom[names[2]])
-                rows.append({"label": f"{v} = {level}, n (%)", "variable": v, "level": level, "cells": cells,
-                             "counts": {g: policy.count(c) for g, c in counts.items()}, "smd": smd})
-            rows.append({"label": f"{v}, missing", "variable": v, "cells":
-                         {g: cnt(int(d[v].isna().sum())) for g, d in groups},
-                         "counts": {g: policy.count(int(d[v].isna().sum())) for g, d in groups}, "smd": None})
+                rows.append(
+                    {
+                        "label": f"{v} = {level}, n (%)",
+                        "variable": v,
+                        "level": level,
+                        "cells": cells,
+                        "counts": {g: policy.count(c) for g, c in counts.items()},
+                        "smd": smd,
+                    }
+                )
+            rows.append(
+                {
+                    "label": f"{v}, missing",
+                    "variable": v,
+                    "cells": {g: cnt(int(d[v].isna().sum())) for g, d in groups},
+                    "counts": {g: policy.count(int(d[v].isna().sum())) for g, d in groups},
+                    "smd": None,
+                }
+            )
     return Table1(tuple(rows), names, by)

@@ -26,8 +26,9 @@ def is_categorical(s: pd.Series) -> bool:
     return not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
 
 
-def design_matrix(frame: pd.DataFrame, covariates: Sequence[str],
-                  levels: dict[str, tuple[str, ...]] | None = None) -> Design:
+def design_matrix(
+    frame: pd.DataFrame, covariates: Sequence[str], levels: dict[str, tuple[str, ...]] | None = None
+) -> Design:
     """Build the numeric design.  Pass ``levels`` to reuse a training set's coding."""
     if not covariates:
         raise AnalysisError("no covariates given")

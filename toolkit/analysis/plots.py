@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from toolkit.analysis.survival.cox import CoxResult  # noqa: E402
-from toolkit.analysis.survival.km import KMResult  # noqa: E402
-from toolkit.privacy.disclosure import DisclosurePolicy  # noqa: E402
+from toolkit.analysis.survival.cox import CoxResult
+from toolkit.analysis.survival.km import KMResult
+from toolkit.privacy.disclosure import DisclosurePolicy
 
 PALETTE = ("#1f5a96", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085")
 
@@ -29,10 +29,18 @@ def _png(fig: plt.Figure) -> bytes:
     return buf.getvalue()
 
 
-def km_plot(result: KMResult, *, title: str = "", policy: DisclosurePolicy | None = None,
-            time_unit: str = "days", ticks: Sequence[float] | None = None) -> bytes:
+def km_plot(
+    result: KMResult,
+    *,
+    title: str = "",
+    policy: DisclosurePolicy | None = None,
+    time_unit: str = "days",
+    ticks: Sequence[float] | None = None,
+) -> bytes:
     policy = policy or DisclosurePolicy(enabled=False)
-    fig, (ax, tab) = plt.subplots(2, 1, figsize=(7.5, 5.2), gridspec_kw={"height_ratios": [4, 1.2]}, sharex=True)
+    fig, (ax, tab) = plt.subplots(
+        2, 1, figsize=(7.5, 5.2), gridspec_kw={"height_ratios": [4, 1.2]}, sharex=True
+    )
     tmax = max(float(g.curve.time[-1]) for g in result.groups)
     ticks = list(ticks) if ticks is not None else list(np.linspace(0, tmax, 6).round(-1))
     for i, g in enumerate(result.groups):
@@ -50,15 +58,24 @@ def km_plot(result: KMResult, *, title: str = "", policy: DisclosurePolicy | Non
         for j, tk in enumerate(ticks):
             n = c.at(tk)[3] if tk > 0 else c.n
             shown = policy.count(n)
-            tab.text(tk, len(result.groups) - i - 0.5, "–" if shown is None else str(shown),
-                     ha="center", va="center", fontsize=8, color=color)
+            tab.text(
+                tk,
+                len(result.groups) - i - 0.5,
+                "–" if shown is None else str(shown),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=color,
+            )
             del j
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("Survival probability")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, title=result.by or None, loc="lower left")
     if result.logrank is not None:
-        ax.text(0.98, 0.95, f"log-rank p = {result.logrank.p:.3g}", transform=ax.transAxes, ha="right", va="top")
+        ax.text(
+            0.98, 0.95, f"log-rank p = {result.logrank.p:.3g}", transform=ax.transAxes, ha="right", va="top"
+        )
     if title:
         ax.set_title(title)
     tab.set_ylim(0, len(result.groups))

@@ -13,8 +13,11 @@ from rich.console import Console
 
 from toolkit.errors import ToolkitError
 
-app = typer.Typer(help="Regent: registries -> studies -> validated clinical agents.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Regent: registries -> studies -> validated clinical agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 registry_app = typer.Typer(help="Build, import and check registries.", no_args_is_help=True)
 cohort_app = typer.Typer(help="Declarative cohorts.", no_args_is_help=True)
 study_app = typer.Typer(help="Run studies.", no_args_is_help=True)
@@ -47,9 +50,16 @@ def registry_check(path: Path, as_json: Annotated[bool, typer.Option("--json")] 
 
 @registry_app.command("import")
 def registry_import(
-    name: Annotated[str | None, typer.Argument(help="A shipped dataset: gbsg2, whas500, flchain, lung, rossi, veterans, bmt")] = None,
-    out_path: Annotated[Path, typer.Option("--out", help="Registry file to write")] = Path("data/registry.duckdb"),
-    csv: Annotated[Path | None, typer.Option("--csv", help="A one-row-per-patient CSV or Parquet file")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A shipped dataset: gbsg2, whas500, flchain, lung, rossi, veterans, bmt"),
+    ] = None,
+    out_path: Annotated[Path, typer.Option("--out", help="Registry file to write")] = Path(
+        "data/registry.duckdb"
+    ),
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="A one-row-per-patient CSV or Parquet file")
+    ] = None,
     mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping YAML for --csv")] = None,
 ) -> None:
     """Import a flat (one row per patient) table into the canonical registry schema."""
@@ -128,7 +138,9 @@ def study_schema() -> None:
 def study_run(
     study: Path,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder")],
-    registry: Annotated[Path | None, typer.Option(help="Use this registry file instead of the study's")] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="Use this registry file instead of the study's")
+    ] = None,
     mlruns: Annotated[Path, typer.Option(help="MLflow store folder")] = Path("mlruns"),
     track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
     resume: Annotated[bool, typer.Option(help="Re-use finished steps of an earlier (crashed) run")] = True,
@@ -143,13 +155,21 @@ def study_run(
 
         tracker = MLflowTracker(mlruns)
     with err.status("running study") as status:
-        run = run_study(study, out=out_dir, tracker=tracker, registry=registry, use_cache=resume,
-                        progress=lambda s: status.update(f"step: {s}"))
+        run = run_study(
+            study,
+            out=out_dir,
+            tracker=tracker,
+            registry=registry,
+            use_cache=resume,
+            progress=lambda s: status.update(f"step: {s}"),
+        )
     out.print(f"cohort: {run.results['cohort']['n']} persons, {run.results['cohort']['events']} events")
     for name, m in run.results["models"].items():
         mt = m["metrics"]
-        out.print(f"model {name}: CV C-index {mt.get('c_harrell_mean', float('nan')):.3f} "
-                  f"({mt.get('c_harrell_lower', float('nan')):.3f}-{mt.get('c_harrell_upper', float('nan')):.3f})")
+        out.print(
+            f"model {name}: CV C-index {mt.get('c_harrell_mean', float('nan')):.3f} "
+            f"({mt.get('c_harrell_lower', float('nan')):.3f}-{mt.get('c_harrell_upper', float('nan')):.3f})"
+        )
     out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
     if track:
         out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
@@ -217,8 +237,11 @@ def _read_inputs(path: Path, contract: Any) -> dict[str, Any]:
 
 
 @agent_app.command("predict")
-def agent_predict(bundle: Path, input_file: Annotated[Path, typer.Option("--input")],
-                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def agent_predict(
+    bundle: Path,
+    input_file: Annotated[Path, typer.Option("--input")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Risk, risk group, top contributing inputs and warnings for one patient (JSON or FHIR Bundle)."""
     from toolkit.agents.load import Agent
     from toolkit.errors import InputValidationError
@@ -261,8 +284,15 @@ def serve(
     import uvicorn
 
     os.environ["REGENT_AGENTS_DIR"] = str(agents)
-    uvicorn.run("toolkit.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        "toolkit.serve.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def main() -> None:

@@ -57,8 +57,7 @@ class CompiledCohort:
     def step_counts_sql(self) -> str:
         ev = "SUM(CASE WHEN event = 1 THEN 1 ELSE 0 END)" if self.has_outcome else "0"
         return (
-            f"SELECT _fail_step, COUNT(*) AS n_rows, {ev} AS n_events "
-            f"FROM {CANDIDATES} GROUP BY _fail_step"
+            f"SELECT _fail_step, COUNT(*) AS n_rows, {ev} AS n_events FROM {CANDIDATES} GROUP BY _fail_step"
         )
 
     def person_steps_sql(self) -> str:
@@ -154,42 +153,85 @@ def _steps(spec: C.CohortSpec, ctx: Context, tar: tuple[str, str] | None) -> lis
     """Each attrition step after 'entry' with its pass expression over ``b`` and the CTEs."""
     e = spec.entry
     out: list[tuple[Step, str]] = [
-        (Step("index inside an observation period", "observation",
-              "the index event lies within a recorded observation period"), "b._in_obs")
+        (
+            Step(
+                "index inside an observation period",
+                "observation",
+                "the index event lies within a recorded observation period",
+            ),
+            "b._in_obs",
+        )
     ]
     if e.age is not None:
-        out.append((Step("age at index", "age", f"age between {e.age.min} and {e.age.max}"),
-                    _range("b.age", e.age.min, e.age.max)))
+        out.append(
+            (
+                Step("age at index", "age", f"age between {e.age.min} and {e.age.max}"),
+                _range("b.age", e.age.min, e.age.max),
+            )
+        )
     prior = C.parse_offset(e.prior_observation)
     if prior > 0:
-        out.append((Step(f"prior observation >= {e.prior_observation}", "observation",
-                         "enough observed time before index"),
-                    f"({days_between('b.obs_start', 'b.index_time')} >= {lit(prior)})"))
+        out.append(
+            (
+                Step(
+                    f"prior observation >= {e.prior_observation}",
+                    "observation",
+                    "enough observed time before index",
+                ),
+                f"({days_between('b.obs_start', 'b.index_time')} >= {lit(prior)})",
+            )
+        )
     post = C.parse_offset(e.post_observation)
     if post > 0:
-        out.append((Step(f"post observation >= {e.post_observation}", "observation",
-                         "enough observed time after index"),
-                    f"({days_between('b.index_time', 'b.obs_end')} >= {lit(post)})"))
+        out.append(
+            (
+                Step(
+                    f"post observation >= {e.post_observation}",
+                    "observation",
+                    "enough observed time after index",
+                ),
+                f"({days_between('b.index_time', 'b.obs_end')} >= {lit(post)})",
+            )
+        )
     for crit in spec.inclusion:
-        out.append((Step(str(crit.name), "inclusion", "inclusion criterion"),
-                    compile_criterion(crit, ctx)))
+        out.append((Step(str(crit.name), "inclusion", "inclusion criterion"), compile_criterion(crit, ctx)))
     for crit in spec.exclusion:
-        out.append((Step(str(crit.name), "exclusion", "exclusion criterion"),
-                    f"(NOT {compile_criterion(crit, ctx)})"))
+        out.append(
+            (
+                Step(str(crit.name), "exclusion", "exclusion criterion"),
+                f"(NOT {compile_criterion(crit, ctx)})",
+            )
+        )
     o = spec.outcome
     if o is not None and o.washout is not False:
-        lo = "" if o.washout is True else f" AND e.time >= {shift('b.index_time', -C.parse_offset(o.washout))}"
+        lo = (
+            "" if o.washout is True else f" AND e.time >= {shift('b.index_time', -C.parse_offset(o.washout))}"
+        )
         name = ctx.new_cte(
             "SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN events e ON "
             f"e.person_id = b.person_id AND e.time < b.index_time{lo} WHERE {code_predicate(o, ctx)} "
             "GROUP BY b.person_id, b.index_time",
             prefix="w",
         )
-        out.append((Step(f"washout: no {o.name} before index", "washout",
-                         "outcome not already present before index"), f"(COALESCE({name}.n, 0) = 0)"))
+        out.append(
+            (
+                Step(
+                    f"washout: no {o.name} before index",
+                    "washout",
+                    "outcome not already present before index",
+                ),
+                f"(COALESCE({name}.n, 0) = 0)",
+            )
+        )
     if o is not None and tar is not None and o.time_at_risk.start_days > 0:
-        out.append((Step("time at risk not empty", "observation",
-                         "follow-up reaches the start of the time at risk"), f"({tar[1]} >= {tar[0]})"))
+        out.append(
+            (
+                Step(
+                    "time at risk not empty", "observation", "follow-up reaches the start of the time at risk"
+                ),
+                f"({tar[1]} >= {tar[0]})",
+            )
+        )
     return out
 
 
@@ -248,15 +290,18 @@ def _outcome_sql(o: C.Outcome, ctx: Context) -> _OutcomeSQL:
         reasons.append("WHEN _end_time = _tar_end THEN 'end_of_time_at_risk'")
     times = [f"_t{j}" for j in range(1, len(comp) + 2)]
     tev = f"LEAST({', '.join(times)})" if comp else "_t1"
-    event = "CASE " + " ".join(
-        f"WHEN {t} IS NOT NULL AND {t} = _tev THEN {j}" for j, t in enumerate(times, start=1)
-    ) + " ELSE 0 END"
+    event = (
+        "CASE "
+        + " ".join(f"WHEN {t} IS NOT NULL AND {t} = _tev THEN {j}" for j, t in enumerate(times, start=1))
+        + " ELSE 0 END"
+    )
     reason = f"CASE WHEN event > 0 THEN NULL {' '.join(reasons)} ELSE 'end_of_observation' END"
     return _OutcomeSQL(tuple(items), (tar_start, end), event, tev, reason)
 
 
-def compile_cohort(spec: C.CohortSpec, *, attributes: Mapping[str, str] | None = None,
-                   source: str = "cohort") -> CompiledCohort:
+def compile_cohort(
+    spec: C.CohortSpec, *, attributes: Mapping[str, str] | None = None, source: str = "cohort"
+) -> CompiledCohort:
     """Compile ``spec`` to SQL.  ``attributes`` maps the registry's static attributes to dtypes."""
     attributes = dict(attributes or {})
     concept_sets = {k: v for k, v in spec.concept_sets.items() if isinstance(v, list)}
@@ -305,8 +350,10 @@ def compile_cohort(spec: C.CohortSpec, *, attributes: Mapping[str, str] | None =
         extra = []
     if "age_band" in spec.subgroups:
         extra.append(f"{_age_band_expr(spec.age_bands).replace('b.age', 'age')} AS age_band")
-    fail = "CASE " + " ".join(f"WHEN NOT _f{i} THEN {i}" for i in range(1, len(steps) + 1)) + (
-        f" ELSE {len(steps) + 1} END"
+    fail = (
+        "CASE "
+        + " ".join(f"WHEN NOT _f{i} THEN {i}" for i in range(1, len(steps) + 1))
+        + (f" ELSE {len(steps) + 1} END")
     )
     if not steps:
         fail = "1"
@@ -316,8 +363,17 @@ def compile_cohort(spec: C.CohortSpec, *, attributes: Mapping[str, str] | None =
     steps_meta = (Step("entry event", "entry", _entry_description(spec.entry, ctx)),) + tuple(
         s for s, _ in steps
     )
-    columns = (S.PERSON_ID, S.INDEX_TIME, "entry_code", S.AGE, S.SEX, S.SITE, *sorted(attributes),
-               *(["age_band"] if "age_band" in spec.subgroups else []), *out_cols)
+    columns = (
+        S.PERSON_ID,
+        S.INDEX_TIME,
+        "entry_code",
+        S.AGE,
+        S.SEX,
+        S.SITE,
+        *sorted(attributes),
+        *(["age_band"] if "age_band" in spec.subgroups else []),
+        *out_cols,
+    )
     return CompiledCohort(
         name=spec.name,
         candidates_sql=body,

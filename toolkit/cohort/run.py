@@ -121,8 +121,14 @@ def _attrition(compiled: CompiledCohort, steps: pd.DataFrame, persons: pd.DataFr
     ev_by = dict(zip(steps["_fail_step"].astype(int), steps["n_events"].fillna(0).astype(int), strict=True))
     total = sum(by_person.values())
     records = [
-        {"step": "registry persons", "kind": "registry", "n": total, "removed": 0,
-         "entries": None, "events": None}
+        {
+            "step": "registry persons",
+            "kind": "registry",
+            "n": total,
+            "removed": 0,
+            "entries": None,
+            "events": None,
+        }
     ]
     prev = total
     for i, step in enumerate(compiled.steps):
@@ -130,8 +136,14 @@ def _attrition(compiled: CompiledCohort, steps: pd.DataFrame, persons: pd.DataFr
         entries = sum(v for f, v in rows_by.items() if f > i)
         events = sum(v for f, v in ev_by.items() if f > i) if compiled.has_outcome else None
         records.append(
-            {"step": step.name, "kind": step.kind, "n": n, "removed": prev - n,
-             "entries": entries, "events": events}
+            {
+                "step": step.name,
+                "kind": step.kind,
+                "n": n,
+                "removed": prev - n,
+                "entries": entries,
+                "events": events,
+            }
         )
         prev = n
     return Attrition(pd.DataFrame.from_records(records))
@@ -147,20 +159,34 @@ def run_cohort(spec: CohortSpec | Path | str, registry: Registry, *, source: str
     return execute(compiled, backend)
 
 
-def consort_html(attrition: Attrition) -> str:
-    """A CONSORT-style flow: boxes of persons remaining, side boxes of persons removed."""
-    boxes = []
+def consort_html(attrition: Attrition, *, min_cell: int = 10) -> str:
+    """A compact CONSORT-style flow: a box per step with persons remaining, removals beside it.
+
+    Suppressed counts (None after disclosure control) read ``<k``.
+    """
+
+    def num(v: object) -> str:
+        return f"&lt;{min_cell}" if v is None or pd.isna(v) else f"{int(v):,}"  # type: ignore[call-overload]
+
+    box = (
+        "display:inline-block;border:1px solid #345;border-radius:4px;padding:3px 10px;width:300px;"
+        "text-align:center;background:#f6f9fc;font-size:90%"
+    )
+    rows = []
     for r in attrition.table.itertuples():
-        ev = "" if r.events is None or pd.isna(r.events) else f"<br><small>{int(r.events):,} outcome events</small>"
-        boxes.append(
-            "<div style='border:1px solid #345;border-radius:4px;padding:6px 10px;margin:0 auto;"
-            f"width:340px;text-align:center;background:#f6f9fc'><b>{html.escape(str(r.step))}</b><br>"
-            f"{int(r.n):,} persons{ev}</div>"
-        )
-        if r.removed and int(r.removed) > 0:
-            boxes.append(
-                "<div style='margin:2px auto 2px 55%;width:260px;border:1px dashed #a33;padding:4px 8px;"
-                f"color:#a33;font-size:90%'>excluded: {int(r.removed):,}</div>"
+        ev = "" if r.events is None or pd.isna(r.events) else f" · {num(r.events)} events"
+        removed = ""
+        if r.removed is None or pd.isna(r.removed) or int(r.removed) > 0:
+            removed = (
+                f"<span style='color:#a33;font-size:85%;margin-left:8px'>&minus; {num(r.removed)} "
+                "excluded</span>"
             )
-        boxes.append("<div style='text-align:center;color:#345'>&darr;</div>")
-    return "<div class='consort'>" + "".join(boxes[:-1]) + "</div>"
+        rows.append(
+            f"<div style='margin:2px 0'><span style='{box}'><b>{html.escape(str(r.step))}</b><br>"
+            f"{num(r.n)} persons{ev}</span>{removed}</div>"
+        )
+    return (
+        "<div class='consort'>"
+        + "<div style='margin-left:140px;color:#345'>&darr;</div>".join(rows)
+        + "</div>"
+    )

@@ -67,9 +67,7 @@ class Window(Frozen):
     def _ordered(self) -> Window:
         end = parse_offset(self.end)
         if self.start != "all" and parse_offset(self.start) > end:
-            raise ValueError(
-                f"window must end after it starts; got start={self.start}, end={self.end}"
-            )
+            raise ValueError(f"window must end after it starts; got start={self.start}, end={self.end}")
         return self
 
     @property
@@ -284,9 +282,7 @@ class TimeAtRisk(Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> TimeAtRisk:
         if self.end_days is not None and self.end_days <= self.start_days:
-            raise ValueError(
-                f"time at risk must end after it starts; got start={self.start}, end={self.end}"
-            )
+            raise ValueError(f"time at risk must end after it starts; got start={self.start}, end={self.end}")
         return self
 
 

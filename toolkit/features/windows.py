@@ -75,8 +75,9 @@ def _agg_sql(f: WindowFeature, cond: str) -> str:
     raise AssertionError(f.agg)
 
 
-def compile_features(spec: FeatureSpec, concept_sets: dict[str, list[str]] | None = None,
-                     *, source: str = "features") -> str:
+def compile_features(
+    spec: FeatureSpec, concept_sets: dict[str, list[str]] | None = None, *, source: str = "features"
+) -> str:
     """SQL over ``_feature_index(person_id, index_time)`` and ``events``: one row per index row."""
     if not spec.windows:
         return f"SELECT x.person_id, x.index_time FROM {_INDEX} x"
@@ -155,4 +156,3 @@ def feature_matrix(cohort: pd.DataFrame, windows: pd.DataFrame, static: Sequence
     x = cohort[[S.PERSON_ID, S.INDEX_TIME, *static]].reset_index(drop=True)
     w = windows.drop(columns=[S.PERSON_ID, S.INDEX_TIME]).reset_index(drop=True)
     return pd.concat([x, w], axis=1)
-

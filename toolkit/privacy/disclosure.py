@@ -85,8 +85,11 @@ class DisclosurePolicy:
         """Recursively apply the count rule to every key named in ``count_keys`` in a JSON tree."""
         if isinstance(value, dict):
             return {
-                k: (self.count(v) if k in count_keys and isinstance(v, int | float | np.integer) and not isinstance(v, bool)
-                    else self.scrub(v, count_keys))
+                k: (
+                    self.count(v)
+                    if k in count_keys and isinstance(v, int | float | np.integer) and not isinstance(v, bool)
+                    else self.scrub(v, count_keys)
+                )
                 for k, v in value.items()
             }
         if isinstance(value, list):
@@ -96,6 +99,17 @@ class DisclosurePolicy:
 
 #: Keys of results.json that hold counts of persons or events.
 COUNT_KEYS = frozenset(
-    {"n", "events", "n_risk", "removed", "entries", "observed", "n_evaluable", "count", "missing",
-     "n_events", "n_censor"}
+    {
+        "n",
+        "events",
+        "n_risk",
+        "removed",
+        "entries",
+        "observed",
+        "n_evaluable",
+        "count",
+        "missing",
+        "n_events",
+        "n_censor",
+    }
 )

@@ -176,7 +176,5 @@ def is_identifier(name: str) -> bool:
 
 
 def create_table_sql(table: Table) -> str:
-    cols = ", ".join(
-        f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
-    )
+    cols = ", ".join(f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in table.columns)
     return f"CREATE TABLE {table.name} ({cols})"

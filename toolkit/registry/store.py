@@ -47,9 +47,7 @@ class Attribute:
 
 
 def _person_table(attributes: tuple[Attribute, ...]) -> S.Table:
-    extra = tuple(
-        S.Column(a.name, S.ATTRIBUTE_TYPES[a.dtype], True, a.description or "") for a in attributes
-    )
+    extra = tuple(S.Column(a.name, S.ATTRIBUTE_TYPES[a.dtype], True, a.description or "") for a in attributes)
     return S.Table(S.PERSON.name, S.PERSON.columns + extra, S.PERSON.key, S.PERSON.description)
 
 
@@ -83,8 +81,7 @@ class RegistryWriter:
         for a in attributes:
             self._con.execute(
                 "INSERT INTO attribute VALUES (?, ?, ?, ?, ?)",
-                [a.name, a.dtype, json.dumps(list(a.levels)) if a.levels else None, a.unit,
-                 a.description],
+                [a.name, a.dtype, json.dumps(list(a.levels)) if a.levels else None, a.unit, a.description],
             )
         meta = {"schema_version": S.SCHEMA_VERSION, **(metadata or {})}
         for k, v in meta.items():
@@ -164,9 +161,7 @@ class RegistryData:
 
 def write_registry(path: Path | str, data: RegistryData, *, overwrite: bool = True) -> Path:
     """Write ``data`` as a DuckDB registry at ``path`` atomically."""
-    with RegistryWriter(
-        path, attributes=data.attributes, metadata=data.metadata, overwrite=overwrite
-    ) as w:
+    with RegistryWriter(path, attributes=data.attributes, metadata=data.metadata, overwrite=overwrite) as w:
         w.append("person", data.person)
         w.append("observation_period", data.observation_period)
         w.append("events", data.events)
@@ -225,8 +220,7 @@ class Registry:
             "SELECT name, dtype, levels, unit, description FROM attribute ORDER BY name"
         ).fetchall()
         return tuple(
-            Attribute(n, d, tuple(json.loads(lv)) if lv else None, u, desc)
-            for n, d, lv, u, desc in rows
+            Attribute(n, d, tuple(json.loads(lv)) if lv else None, u, desc) for n, d, lv, u, desc in rows
         )
 
     def metadata(self) -> dict[str, str]:

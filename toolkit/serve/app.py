@@ -68,7 +68,9 @@ def card_for(agent: Agent, p: Prediction, used: list[Any], base: str) -> dict[st
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    app = FastAPI(title="Regent agent server", version="1", description="CDS Hooks 2.0 and REST for Regent agents")
+    app = FastAPI(
+        title="Regent agent server", version="1", description="CDS Hooks 2.0 and REST for Regent agents"
+    )
     app.state.settings = settings
     app.state.agents = load_agents(settings.agents_dir)
     app.state.feedback_lock = threading.Lock()
@@ -90,20 +92,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         ready = bool(app.state.agents)
-        return JSONResponse({"ready": ready, "agents": sorted(app.state.agents)}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"ready": ready, "agents": sorted(app.state.agents)}, status_code=200 if ready else 503
+        )
 
     @app.get("/cds-services")
     def discovery() -> dict[str, Any]:
         services = []
         for a in app.state.agents.values():
             for hook in a.contract.hooks:
-                services.append({
-                    "hook": hook,
-                    "title": a.contract.title,
-                    "description": a.contract.description,
-                    "id": a.name if hook == "patient-view" else f"{a.name}--{hook}",
-                    "prefetch": prefetch_templates(a.contract),
-                })
+                services.append(
+                    {
+                        "hook": hook,
+                        "title": a.contract.title,
+                        "description": a.contract.description,
+                        "id": a.name if hook == "patient-view" else f"{a.name}--{hook}",
+                        "prefetch": prefetch_templates(a.contract),
+                    }
+                )
         return {"services": services}
 
     @app.post("/cds-services/{service_id}")
@@ -120,8 +126,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             p = agent.predict(values)
         except MissingDataError as exc:
             return JSONResponse(
-                {"error": "missing prefetch data", "missing": list(exc.fields),
-                 "prefetch": prefetch_templates(agent.contract)}, status_code=412)
+                {
+                    "error": "missing prefetch data",
+                    "missing": list(exc.fields),
+                    "prefetch": prefetch_templates(agent.contract),
+                },
+                status_code=412,
+            )
         return JSONResponse({"cards": [card_for(agent, p, used, base_url(request))]})
 
     @app.post("/cds-services/{service_id}/feedback")
@@ -132,21 +143,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not isinstance(items, list) or not items:
             raise InputValidationError("feedback: expected a non-empty 'feedback' list")
         for i, f in enumerate(items):
-            if not isinstance(f, dict) or "card" not in f or f.get("outcome") not in ("accepted", "overridden"):
-                raise InputValidationError(f"feedback[{i}]: needs 'card' and outcome 'accepted' or 'overridden'")
+            if (
+                not isinstance(f, dict)
+                or "card" not in f
+                or f.get("outcome") not in ("accepted", "overridden")
+            ):
+                raise InputValidationError(
+                    f"feedback[{i}]: needs 'card' and outcome 'accepted' or 'overridden'"
+                )
         if settings.feedback_path is not None:
             with app.state.feedback_lock, settings.feedback_path.open("a", encoding="utf-8") as fh:
                 for f in items:
-                    rec = {"time": time.time(), "service": service_id, "card": f["card"], "outcome": f["outcome"],
-                           "overrideReason": (f.get("overrideReason") or {}).get("reason", {}).get("code")
-                           if isinstance(f.get("overrideReason"), dict) else None}
+                    rec = {
+                        "time": time.time(),
+                        "service": service_id,
+                        "card": f["card"],
+                        "outcome": f["outcome"],
+                        "overrideReason": (f.get("overrideReason") or {}).get("reason", {}).get("code")
+                        if isinstance(f.get("overrideReason"), dict)
+                        else None,
+                    }
                     fh.write(json.dumps(rec) + "\n")
         return JSONResponse({}, status_code=200)
 
     @app.get("/agents")
     def agents() -> list[dict[str, Any]]:
-        return [{"name": a.name, "version": a.version, "title": a.contract.title, "bundle_sha256": a.bundle_hash}
-                for a in app.state.agents.values()]
+        return [
+            {"name": a.name, "version": a.version, "title": a.contract.title, "bundle_sha256": a.bundle_hash}
+            for a in app.state.agents.values()
+        ]
 
     @app.get("/agents/{agent_id}")
     def agent_info(agent_id: str) -> dict[str, Any]:

@@ -35,17 +35,25 @@ def _num(value: Any, digits: int = 3) -> str:
         return str(value)
 
 
-def render_report(spec: StudySpec, results: dict[str, Any], plots: dict[str, bytes],
-                  policy: DisclosurePolicy, attrition: Attrition) -> str:
+def render_report(
+    spec: StudySpec,
+    results: dict[str, Any],
+    plots: dict[str, bytes],
+    policy: DisclosurePolicy,
+    attrition: Attrition,
+) -> str:
     images = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in plots.items()}
-    flow = consort_html(Attrition(policy.attrition(attrition.table).fillna(-1).astype(object)))
-    flow = flow.replace("-1 persons", f"&lt;{policy.min_cell} persons")
-    return _env().get_template("report.html.j2").render(
-        spec=spec,
-        r=results,
-        images=images,
-        flow=flow,
-        policy_text=policy.describe(),
-        min_cell=policy.min_cell,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    flow = consort_html(Attrition(policy.attrition(attrition.table)), min_cell=policy.min_cell)
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            spec=spec,
+            r=results,
+            images=images,
+            flow=flow,
+            policy_text=policy.describe(),
+            min_cell=policy.min_cell,
+            generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
     )

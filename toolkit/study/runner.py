@@ -82,10 +82,20 @@ def resolve_registry(spec: StudySpec, base: Path, override: Path | None = None) 
 def code_version() -> dict[str, str]:
     root = Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
         return {"git_sha": sha, "git_dirty": str(bool(dirty)).lower()}
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import version
@@ -183,14 +193,19 @@ def run_study(
             digest = reg.digest()
             assert isinstance(spec.cohort, CohortSpec)
             backend = DuckDBBackend(reg)
-            compiled = compile_cohort(spec.cohort, attributes=backend.attributes(), source=f"{source}: cohort")
+            compiled = compile_cohort(
+                spec.cohort, attributes=backend.attributes(), source=f"{source}: cohort"
+            )
             from toolkit.study.spec import validate_references
 
             feature_cols = list(compiled.columns)
             validate_references(spec, source=source, cohort_columns=feature_cols)
             spec_hash = _hash(spec.model_dump(mode="json"))
-            tracker.start(f"regent/{spec.name}", f"{spec.name}",
-                          {"regent.study": spec.name, "regent.spec_hash": spec_hash})
+            tracker.start(
+                f"regent/{spec.name}",
+                f"{spec.name}",
+                {"regent.study": spec.name, "regent.spec_hash": spec_hash},
+            )
             started = True
             # --- cohort ---
             say("cohort")
@@ -207,12 +222,18 @@ def run_study(
             fkey = "features-" + _hash(spec.features.model_dump(mode="json"), spec.cohort.concept_sets, ckey)
             frame = cache.get(fkey)
             if frame is None:
-                windows = window_features(cohort.cohort, reg.con, spec.features,
-                                          concept_sets={k: v for k, v in spec.cohort.concept_sets.items()
-                                                        if isinstance(v, list)},
-                                          source=f"{source}: features")
-                frame = feature_matrix(cohort.cohort, windows, [c for c in cohort.cohort.columns
-                                                                 if c not in ("person_id", "index_time")])
+                windows = window_features(
+                    cohort.cohort,
+                    reg.con,
+                    spec.features,
+                    concept_sets={k: v for k, v in spec.cohort.concept_sets.items() if isinstance(v, list)},
+                    source=f"{source}: features",
+                )
+                frame = feature_matrix(
+                    cohort.cohort,
+                    windows,
+                    [c for c in cohort.cohort.columns if c not in ("person_id", "index_time")],
+                )
                 cache.put(fkey, frame)
                 computed.append("features")
             if fail_after == "features":
@@ -226,7 +247,9 @@ def run_study(
             **code_version(),
         }
         tracker.log_params(params)
-        tracker.log_dataset("cohort_features", frame.drop(columns=["person_id", "index_time"]), fkey, "training")
+        tracker.log_dataset(
+            "cohort_features", frame.drop(columns=["person_id", "index_time"]), fkey, "training"
+        )
         plots: dict[str, bytes] = {}
         analyses: dict[str, Any] = {}
         for a in spec.analyses:
@@ -243,7 +266,9 @@ def run_study(
         model_results: dict[str, Any] = {}
         for m in spec.models:
             say(f"model {m.name}")
-            mkey = f"model-{m.name}-" + _hash(m.model_dump(mode="json"), spec.validation.model_dump(), spec.seed, fkey)
+            mkey = f"model-{m.name}-" + _hash(
+                m.model_dump(mode="json"), spec.validation.model_dump(), spec.seed, fkey
+            )
             hit = cache.get(mkey)
             if hit is None:
                 hit = _run_model(m, frame, spec)
@@ -253,9 +278,14 @@ def run_study(
             plots.update(pl)
             models[m.name] = fitted
             info = tracker.log_model_run(
-                m.name, {"type": m.type, "horizon_days": m.horizon_days, **m.params},
-                {k: v for k, v in res["metrics"].items() if v is not None}, res["folds"], fitted,
-                _example_row(fitted, frame), register_as=f"{spec.name}.{m.name}")
+                m.name,
+                {"type": m.type, "horizon_days": m.horizon_days, **m.params},
+                {k: v for k, v in res["metrics"].items() if v is not None},
+                res["folds"],
+                fitted,
+                _example_row(fitted, frame),
+                register_as=f"{spec.name}.{m.name}",
+            )
             res.update(info)
             model_results[m.name] = res
             if fail_after == f"model:{m.name}":
@@ -269,15 +299,24 @@ def run_study(
             "spec_hash": spec_hash,
             "code_version": code_version(),
             "seed": spec.seed,
-            "disclosure": {"min_cell": policy.min_cell, "rounding": policy.rounding, "enabled": policy.enabled},
+            "disclosure": {
+                "min_cell": policy.min_cell,
+                "rounding": policy.rounding,
+                "enabled": policy.enabled,
+            },
             "cohort": {
                 "name": cohort.name,
                 "n": cohort.n,
                 "events": cohort.events,
                 "horizons": [{"name": n, "days": d} for n, d in cohort.compiled.horizons],
                 "attrition": [
-                    {"step": r["step"], "kind": r["kind"], "n": r["n"], "removed": r["removed"],
-                     "events": r["events"]}
+                    {
+                        "step": r["step"],
+                        "kind": r["kind"],
+                        "n": r["n"],
+                        "removed": r["removed"],
+                        "events": r["events"],
+                    }
                     for r in policy.attrition(cohort.attrition.table).to_dict("records")
                 ],
             },
@@ -286,16 +325,25 @@ def run_study(
         }
         results = _clean(policy.scrub(results, COUNT_KEYS))
         results["cohort"]["attrition"] = _clean(
-            [{"step": r["step"], "kind": r["kind"], "n": r["n"], "removed": r["removed"], "events": r["events"]}
-             for r in policy.attrition(cohort.attrition.table).to_dict("records")]
+            [
+                {
+                    "step": r["step"],
+                    "kind": r["kind"],
+                    "n": r["n"],
+                    "removed": r["removed"],
+                    "events": r["events"],
+                }
+                for r in policy.attrition(cohort.attrition.table).to_dict("records")
+            ]
         )
         say("report")
         from toolkit.study.report import render_report
 
         with atomic_dir(out / "artifacts") as tmp:
             atomic_write_json(tmp / "results.json", results)
-            (tmp / "report.html").write_text(render_report(spec, results, plots, policy, cohort.attrition),
-                                             encoding="utf-8")
+            (tmp / "report.html").write_text(
+                render_report(spec, results, plots, policy, cohort.attrition), encoding="utf-8"
+            )
             policy.attrition(cohort.attrition.table).to_csv(tmp / "attrition.csv", index=False)
             (tmp / "study.yaml").write_text(_study_yaml(spec), encoding="utf-8")
             for name, png in plots.items():
@@ -313,7 +361,10 @@ def run_study(
     except BaseException as exc:
         if started:
             msg = str(exc) if isinstance(exc, ToolkitError) else f"{type(exc).__name__}: {exc}"
-            tracker.end("FAILED", msg + ("" if isinstance(exc, ToolkitError) else "\n" + traceback.format_exc(limit=3)))
+            tracker.end(
+                "FAILED",
+                msg + ("" if isinstance(exc, ToolkitError) else "\n" + traceback.format_exc(limit=3)),
+            )
         raise
 
 
@@ -344,15 +395,27 @@ def _example_row(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def _run_analysis(a: Any, frame: pd.DataFrame, policy: DisclosurePolicy) -> tuple[dict[str, Any], dict[str, bytes]]:
+def _run_analysis(
+    a: Any, frame: pd.DataFrame, policy: DisclosurePolicy
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     plots: dict[str, bytes] = {}
     if isinstance(a, KaplanMeierAnalysis):
-        km = kaplan_meier(frame.assign(event=frame["event"].astype(int)), by=a.by, strata=a.strata, times=a.times)
-        plots[f"km_{a.name}"] = km_plot(km, title=a.name, policy=policy, ticks=[0.0, *a.times] if a.times else None)
+        km = kaplan_meier(
+            frame.assign(event=frame["event"].astype(int)), by=a.by, strata=a.strata, times=a.times
+        )
+        plots[f"km_{a.name}"] = km_plot(
+            km, title=a.name, policy=policy, ticks=[0.0, *a.times] if a.times else None
+        )
         return km.to_dict(), plots
     if isinstance(a, CoxAnalysis):
-        cox = fit_cox(frame.assign(event=frame["event"].astype(int)), covariates=a.covariates, ties=a.ties,
-                      strata=a.strata, cluster=a.cluster, robust=a.robust)
+        cox = fit_cox(
+            frame.assign(event=frame["event"].astype(int)),
+            covariates=a.covariates,
+            ties=a.ties,
+            strata=a.strata,
+            cluster=a.cluster,
+            robust=a.robust,
+        )
         plots[f"forest_{a.name}"] = forest_plot(cox, title=a.name)
         return cox.to_dict(), plots
     if isinstance(a, Table1Analysis):
@@ -360,10 +423,12 @@ def _run_analysis(a: Any, frame: pd.DataFrame, policy: DisclosurePolicy) -> tupl
     raise StudySpecError(f"unknown analysis type {type(a).__name__}")
 
 
-def _run_model(m: Any, frame: pd.DataFrame, spec: StudySpec) -> tuple[RiskModel, dict[str, Any], dict[str, bytes]]:
+def _run_model(
+    m: Any, frame: pd.DataFrame, spec: StudySpec
+) -> tuple[RiskModel, dict[str, Any], dict[str, bytes]]:
     horizon = m.horizon_days
     features = m.features or (list(spec.features.static) + [w.name for w in spec.features.windows])
-    params = {**m.params}
+    params: dict[str, Any] = {**m.params, "log": tuple(m.log)}
     if m.type == "xgboost_survival":
         params.setdefault("seed", spec.seed)
     x = frame[features]
@@ -384,13 +449,17 @@ def _run_model(m: Any, frame: pd.DataFrame, spec: StudySpec) -> tuple[RiskModel,
         sel = bins == b
         pred.append(float(cv.oof_risk[sel].mean()))
         obs.append(1.0 - km_curve(t[sel], (e[sel] == 1).astype(int)).at(horizon)[0])
-    plots = {f"calibration_{m.name}": calibration_plot(np.array(pred), np.array(obs), title=f"{m.name} (out-of-fold)")}
+    plots = {
+        f"calibration_{m.name}": calibration_plot(
+            np.array(pred), np.array(obs), title=f"{m.name} (out-of-fold)"
+        )
+    }
     res = {
         "type": m.type,
         "task": "survival",
         "horizon_days": horizon,
         "features": features,
-        "n": int(len(t)),
+        "n": len(t),
         "events": int((e == 1).sum()),
         "metrics": metrics,
         "folds": [dict(f) for f in cv.folds],

@@ -72,6 +72,7 @@ class ModelSpecItem(Frozen):
     type: Literal["cox", "xgboost_survival"]
     horizon: Offset
     features: list[str] | None = Field(None, description="Default: every feature.")
+    log: list[str] = Field(default_factory=list, description="Numeric features modelled on the log scale.")
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
     @property
@@ -127,7 +128,9 @@ def load_study(path: Path | str) -> tuple[StudySpec, Path]:
     """
     path = Path(path)
     file = path / "study.yaml" if path.is_dir() else path
-    spec = parse_model(StudySpec, read_yaml(file, error=StudySpecError), source=str(file), error=StudySpecError)
+    spec = parse_model(
+        StudySpec, read_yaml(file, error=StudySpecError), source=str(file), error=StudySpecError
+    )
     base = file.parent
     if isinstance(spec.cohort, str):
         from toolkit.cohort.spec import cohort_from_dict
@@ -135,7 +138,9 @@ def load_study(path: Path | str) -> tuple[StudySpec, Path]:
 
         cfile = base / spec.cohort
         try:
-            cohort = cohort_from_dict(read_yaml(cfile, error=CohortSpecError), source=str(cfile), base=cfile.parent)
+            cohort = cohort_from_dict(
+                read_yaml(cfile, error=CohortSpecError), source=str(cfile), base=cfile.parent
+            )
         except CohortSpecError as exc:
             raise StudySpecError(f"{file}: cohort: {exc}") from None
     else:
@@ -156,7 +161,9 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
     feature_names = list(spec.features.static) + [w.name for w in spec.features.windows]
     for i, s in enumerate(spec.features.static):
         if s not in cohort_columns:
-            problems.append(f"{source}: features.static[{i}]: unknown column {s!r}; available: {sorted(cohort_columns)}")
+            problems.append(
+                f"{source}: features.static[{i}]: unknown column {s!r}; available: {sorted(cohort_columns)}"
+            )
     columns = sorted(set(cohort_columns) | set(feature_names))
 
     def need(key: str, name: str | None) -> None:
@@ -177,6 +184,9 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
             for j, c in enumerate(a.variables):
                 need(f"analyses[{i}].variables[{j}]", c)
     for i, m in enumerate(spec.models):
+        for j, f in enumerate(m.log):
+            if f not in (m.features or feature_names):
+                problems.append(f"{source}: models[{i}].log[{j}]: {f!r} is not a feature of this model")
         for j, f in enumerate(m.features or []):
             if f not in feature_names:
                 problems.append(
@@ -189,7 +199,9 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
     model_names = [m.name for m in spec.models]
     for i, g in enumerate(spec.gates):
         if g.model is not None and g.model not in model_names:
-            problems.append(f"{source}: gates[{i}].model: unknown model {g.model!r}; available: {model_names}")
+            problems.append(
+                f"{source}: gates[{i}].model: unknown model {g.model!r}; available: {model_names}"
+            )
     if spec.models and spec.cohort.outcome is None:
         problems.append(f"{source}: models: a prediction model needs cohort.outcome")
     if problems:

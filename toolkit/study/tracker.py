@@ -25,9 +25,16 @@ class Tracker(Protocol):
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
 
-    def log_model_run(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float],
-                      folds: list[Mapping[str, float]], model: RiskModel, example: pd.DataFrame,
-                      register_as: str) -> dict[str, Any]: ...
+    def log_model_run(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        folds: list[Mapping[str, float]],
+        model: RiskModel,
+        example: pd.DataFrame,
+        register_as: str,
+    ) -> dict[str, Any]: ...
 
     def end(self, status: str, error: str | None = None) -> None: ...
 
@@ -52,9 +59,16 @@ class NullTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         pass
 
-    def log_model_run(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float],
-                      folds: list[Mapping[str, float]], model: RiskModel, example: pd.DataFrame,
-                      register_as: str) -> dict[str, Any]:
+    def log_model_run(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        folds: list[Mapping[str, float]],
+        model: RiskModel,
+        example: pd.DataFrame,
+        register_as: str,
+    ) -> dict[str, Any]:
         return {}
 
     def end(self, status: str, error: str | None = None) -> None:

@@ -85,9 +85,16 @@ class MLflowTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path)
 
-    def log_model_run(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float],
-                      folds: list[Mapping[str, float]], model: RiskModel, example: pd.DataFrame,
-                      register_as: str) -> dict[str, Any]:
+    def log_model_run(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        folds: list[Mapping[str, float]],
+        model: RiskModel,
+        example: pd.DataFrame,
+        register_as: str,
+    ) -> dict[str, Any]:
         with mlflow.start_run(run_name=name, nested=True) as child:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             self.log_metrics(metrics)
@@ -112,8 +119,12 @@ class MLflowTracker:
             version = mlflow.register_model(info.model_uri, register_as)
             client = MlflowClient()
             client.set_registered_model_alias(register_as, "candidate", version.version)
-            return {"mlflow_run_id": child.info.run_id, "model_uri": info.model_uri,
-                    "registered_model": register_as, "model_version": int(version.version)}
+            return {
+                "mlflow_run_id": child.info.run_id,
+                "model_uri": info.model_uri,
+                "registered_model": register_as,
+                "model_version": int(version.version),
+            }
 
     def end(self, status: str, error: str | None = None) -> None:
         if mlflow.active_run() is None:

@@ -39,12 +39,20 @@ class MLflowModelStore:
             ) from None
         parent = run.data.tags.get("mlflow.parentRunId", run_id)
         dest = Path(self._tmp.name) / run_id
-        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest / "m")))
-        results_path = Path(mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="results.json",
-                                                                dst_path=str(dest / "r")))
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest / "m"))
+        )
+        results_path = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=parent, artifact_path="results.json", dst_path=str(dest / "r")
+            )
+        )
         try:
-            report = Path(mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="report.html",
-                                                             dst_path=str(dest / "r")))
+            report = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=parent, artifact_path="report.html", dst_path=str(dest / "r")
+                )
+            )
         except MlflowException:
             report = None
         results = json.loads(results_path.read_text(encoding="utf-8"))

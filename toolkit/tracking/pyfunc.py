@@ -28,5 +28,7 @@ class RegentRiskPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         with open(context.artifacts["risk_model"], "rb") as fh:
             self.model: RiskModel = pickle.load(fh)  # the bundle's hashes are verified before loading
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         return predict_frame(self.model, pd.DataFrame(model_input))

@@ -33,7 +33,9 @@ def horizon_label(time: np.ndarray, event: np.ndarray, horizon: float) -> np.nda
     return out
 
 
-def survival_metrics(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float) -> dict[str, float]:
+def survival_metrics(
+    time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float
+) -> dict[str, float]:
     time = np.asarray(time, float)
     ev1 = (np.asarray(event).astype(int) == 1).astype(int)
     risk = np.asarray(risk, float)
@@ -52,7 +54,9 @@ def survival_metrics(time: np.ndarray, event: np.ndarray, risk: np.ndarray, hori
     observed = 1.0 - curve.at(horizon)[0]
     out["observed_risk"] = observed
     out["mean_predicted_risk"] = float(risk.mean())
-    out["o_e_ratio"] = observed / out["mean_predicted_risk"] if out["mean_predicted_risk"] > 0 else float("nan")
+    out["o_e_ratio"] = (
+        observed / out["mean_predicted_risk"] if out["mean_predicted_risk"] > 0 else float("nan")
+    )
     return out
 
 
@@ -77,8 +81,16 @@ def kfold_indices(event: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     return [np.nonzero(fold == i)[0] for i in range(k)]
 
 
-def cross_validate(make: Callable[[], RiskModel], x: pd.DataFrame, time: np.ndarray, event: np.ndarray,
-                   *, horizon: float, folds: int = 5, seed: int = 0) -> CVResult:
+def cross_validate(
+    make: Callable[[], RiskModel],
+    x: pd.DataFrame,
+    time: np.ndarray,
+    event: np.ndarray,
+    *,
+    horizon: float,
+    folds: int = 5,
+    seed: int = 0,
+) -> CVResult:
     """k-fold CV: every step of fitting (imputation, scaling, the model) happens inside the fold."""
     time = np.asarray(time, float)
     event = np.asarray(event).astype(int)

@@ -33,6 +33,7 @@ class Preprocessor:
 
     standardize: bool = True
     missing_indicators: bool = False
+    log: tuple[str, ...] = ()  # numeric inputs modelled on the log scale (values must be > 0)
     numeric_: list[str] = field(default_factory=list)
     categorical_: dict[str, list[str]] = field(default_factory=dict)
     medians_: dict[str, float] = field(default_factory=dict)
@@ -51,11 +52,14 @@ class Preprocessor:
             else:
                 self.numeric_.append(c)
                 col = x[c].astype(float)
+                if c in self.log:
+                    col = np.log(col.where(col > 0))
                 med = float(col.median()) if col.notna().any() else 0.0
                 self.medians_[c] = med
-                if col.notna().any():
+                raw_col = x[c].astype(float)
+                if raw_col.notna().any():
                     # percentiles, not min/max: an extreme is one patient's value
-                    self.ranges_[c] = (float(col.quantile(0.01)), float(col.quantile(0.99)))
+                    self.ranges_[c] = (float(raw_col.quantile(0.01)), float(raw_col.quantile(0.99)))
         self.with_missing_ = [c for c in self.numeric_ if self.missing_indicators and x[c].isna().any()]
         raw = self._raw(x)
         self.means_ = raw.mean(axis=0) if self.standardize else np.zeros(raw.shape[1])
@@ -68,8 +72,11 @@ class Preprocessor:
         for c in self.numeric_:
             if c not in x.columns:
                 raise AnalysisError(f"feature {c!r} is missing from the input")
-            cols.append(x[c].astype(float).fillna(self.medians_[c]).to_numpy())
-            names.append(c)
+            col = x[c].astype(float)
+            if c in self.log:
+                col = np.log(col.where(col > 0))
+            cols.append(col.fillna(self.medians_[c]).to_numpy())
+            names.append(f"log_{c}" if c in self.log else c)
         for c in self.with_missing_:
             cols.append(x[c].isna().to_numpy(float))
             names.append(f"{c}_missing")
@@ -88,7 +95,8 @@ class Preprocessor:
 
     def feature_of(self, name: str) -> str:
         """The raw input a design column comes from (``tgrade=II`` -> ``tgrade``)."""
-        return name.split("=")[0].removesuffix("_missing")
+        base = name.split("=")[0].removesuffix("_missing")
+        return base.removeprefix("log_") if base.startswith("log_") and base[4:] in self.log else base
 
 
 class RiskModel:
@@ -114,7 +122,7 @@ class RiskModel:
 
     def fit(self, x: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> RiskModel:
         self.features_in_ = list(self.features) if self.features is not None else list(x.columns)
-        self.pre_ = Preprocessor(standardize=self.standardize)
+        self.pre_ = Preprocessor(standardize=self.standardize, log=tuple(self.params.get("log", ())))
         self.pre_.fit(self._x(x))
         z = self.pre_.transform(self._x(x))
         self._fit(z, np.asarray(time, float), (np.asarray(event).astype(int) == 1).astype(float))
@@ -163,8 +171,11 @@ class CoxRiskModel(RiskModel):
         def fn(b: np.ndarray):  # type: ignore[no-untyped-def]
             s = cox_stats(z, time, event, None, b, ties=ties)
             if penalty:
-                s = type(s)(s.loglik - 0.5 * penalty * float(b @ b), s.score - penalty * b,
-                            s.information + penalty * np.eye(len(b)))
+                s = type(s)(
+                    s.loglik - 0.5 * penalty * float(b @ b),
+                    s.score - penalty * b,
+                    s.information + penalty * np.eye(len(b)),
+                )
             return s
 
         self.coef_, _, _ = newton_raphson(fn, z.shape[1], what="Cox risk model")
@@ -187,7 +198,9 @@ class CoxRiskModel(RiskModel):
     def coefficients(self) -> dict[str, float]:
         """Log hazard ratios per unit of each design column (undoing the standardisation)."""
         assert self.pre_.scales_ is not None
-        return {n: float(b / s) for n, b, s in zip(self.pre_.names_, self.coef_, self.pre_.scales_, strict=True)}
+        return {
+            n: float(b / s) for n, b, s in zip(self.pre_.names_, self.coef_, self.pre_.scales_, strict=True)
+        }
 
 
 class XGBSurvivalModel(RiskModel):
@@ -197,21 +210,32 @@ class XGBSurvivalModel(RiskModel):
     kind = "xgboost_survival"
     standardize = False
     DEFAULTS: Mapping[str, Any] = {
-        "max_depth": 3, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8,
-        "min_child_weight": 5, "num_boost_round": 300, "reg_lambda": 1.0,
+        "max_depth": 3,
+        "eta": 0.05,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 5,
+        "num_boost_round": 300,
+        "reg_lambda": 1.0,
     }
 
     def _fit(self, z: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
         import xgboost as xgb
 
-        params = {**self.DEFAULTS, **self.params}
+        params = {**self.DEFAULTS, **{k: v for k, v in self.params.items() if k != "log"}}
         rounds = int(params.pop("num_boost_round"))
         seed = int(params.pop("seed", 0))
         label = np.where(event == 1, time, -time)  # xgboost: negative = censored
         label = np.where(label == 0, 1e-6, label)
         dtrain = xgb.DMatrix(z, label=label, feature_names=self.pre_.names_, missing=np.nan)
-        booster_params = {"objective": "survival:cox", "eval_metric": "cox-nloglik", "seed": seed,
-                          "nthread": int(params.pop("nthread", 1)), "verbosity": 0, **params}
+        booster_params = {
+            "objective": "survival:cox",
+            "eval_metric": "cox-nloglik",
+            "seed": seed,
+            "nthread": int(params.pop("nthread", 1)),
+            "verbosity": 0,
+            **params,
+        }
         self.booster_ = xgb.train(booster_params, dtrain, num_boost_round=rounds)
         margin = self.booster_.predict(dtrain, output_margin=True)
         self.base_times_, self.base_cumhaz_ = baseline_cumhaz(
@@ -243,8 +267,13 @@ MODELS: dict[str, type[RiskModel]] = {
 }
 
 
-def make_model(kind: str, *, horizon: float, features: Sequence[str] | None = None,
-               params: Mapping[str, Any] | None = None) -> RiskModel:
+def make_model(
+    kind: str,
+    *,
+    horizon: float,
+    features: Sequence[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> RiskModel:
     if kind not in MODELS:
         raise AnalysisError(f"unknown model type {kind!r}; available: {sorted(MODELS)}")
     return MODELS[kind](horizon=horizon, features=features, **dict(params or {}))

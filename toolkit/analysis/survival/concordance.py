@@ -29,8 +29,9 @@ class _Fenwick:
         return s
 
 
-def concordance_counts(time: np.ndarray, event: np.ndarray, score: np.ndarray,
-                       weight: np.ndarray | None = None) -> tuple[float, float, float]:
+def concordance_counts(
+    time: np.ndarray, event: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[float, float, float]:
     """(concordant, discordant, tied-on-score) pair counts."""
     time = np.asarray(time, float)
     event = np.asarray(event).astype(bool)
@@ -69,8 +70,9 @@ def concordance_counts(time: np.ndarray, event: np.ndarray, score: np.ndarray,
     return conc, disc, tied
 
 
-def concordance_index(time: np.ndarray, event: np.ndarray, score: np.ndarray,
-                      *, strata: np.ndarray | None = None) -> float:
+def concordance_index(
+    time: np.ndarray, event: np.ndarray, score: np.ndarray, *, strata: np.ndarray | None = None
+) -> float:
     """Harrell's C (stratified: pairs within strata only)."""
     keys = np.zeros(len(time), int) if strata is None else np.asarray(strata)
     c = d = t = 0.0

@@ -32,8 +32,9 @@ class CoxStats:
     information: np.ndarray
 
 
-def _stratum_stats(x: np.ndarray, t: np.ndarray, d: np.ndarray, eta: np.ndarray, ties: Ties,
-                   want_resid: bool = False) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
+def _stratum_stats(
+    x: np.ndarray, t: np.ndarray, d: np.ndarray, eta: np.ndarray, ties: Ties, want_resid: bool = False
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
     """Sufficient statistics for one stratum; rows must be sorted by time ascending."""
     n, p = x.shape
     r = np.exp(eta)
@@ -101,8 +102,15 @@ def _stratum_stats(x: np.ndarray, t: np.ndarray, d: np.ndarray, eta: np.ndarray,
     return loglik, score, info, resid
 
 
-def cox_stats(x: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.ndarray | None,
-              beta: np.ndarray, *, ties: Ties = "efron") -> CoxStats:
+def cox_stats(
+    x: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    strata: np.ndarray | None,
+    beta: np.ndarray,
+    *,
+    ties: Ties = "efron",
+) -> CoxStats:
     """Summed sufficient statistics over strata at ``beta`` (inputs in any order)."""
     eta = x @ beta
     total_ll = 0.0
@@ -119,8 +127,15 @@ def cox_stats(x: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.nda
     return CoxStats(total_ll, score, info)
 
 
-def score_residuals(x: np.ndarray, time: np.ndarray, event: np.ndarray, strata: np.ndarray | None,
-                    beta: np.ndarray, *, ties: Ties = "efron") -> np.ndarray:
+def score_residuals(
+    x: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    strata: np.ndarray | None,
+    beta: np.ndarray,
+    *,
+    ties: Ties = "efron",
+) -> np.ndarray:
     out = np.zeros_like(x, dtype=float)
     eta = x @ beta
     keys = np.zeros(len(time), dtype=int) if strata is None else strata
@@ -133,8 +148,9 @@ def score_residuals(x: np.ndarray, time: np.ndarray, event: np.ndarray, strata: 
     return out
 
 
-def newton_raphson(stat_fn, p: int, *, max_iter: int = 30, tol: float = 1e-9,
-                   what: str = "Cox") -> tuple[np.ndarray, CoxStats, int]:
+def newton_raphson(
+    stat_fn, p: int, *, max_iter: int = 30, tol: float = 1e-9, what: str = "Cox"
+) -> tuple[np.ndarray, CoxStats, int]:
     """Maximise a concave log-likelihood given ``stat_fn(beta) -> CoxStats``, with step halving.
 
     Convergence follows R's ``coxph``: relative change in the log-likelihood below ``tol``.
@@ -209,8 +225,11 @@ class CoxResult:
             "events": self.events,
             "loglik": self.loglik,
             "loglik_null": self.loglik_null,
-            "lr_test": {"chisq": 2 * (self.loglik - self.loglik_null), "df": len(self.terms),
-                        "p": float(stats.chi2.sf(2 * (self.loglik - self.loglik_null), len(self.terms)))},
+            "lr_test": {
+                "chisq": 2 * (self.loglik - self.loglik_null),
+                "df": len(self.terms),
+                "p": float(stats.chi2.sf(2 * (self.loglik - self.loglik_null), len(self.terms))),
+            },
             "concordance": self.concordance,
             "strata": self.strata,
             "robust": self.robust,
@@ -297,17 +316,38 @@ def fit_cox(
     for j, name in enumerate(design.names):
         z = beta[j] / use_se[j]
         terms.append(
-            CoxTerm(name, float(beta[j]), float(se[j]), float(np.exp(beta[j])),
-                    float(np.exp(beta[j] - z_crit * use_se[j])), float(np.exp(beta[j] + z_crit * use_se[j])),
-                    float(z), float(2 * stats.norm.sf(abs(z))), None if rse is None else float(rse[j]))
+            CoxTerm(
+                name,
+                float(beta[j]),
+                float(se[j]),
+                float(np.exp(beta[j])),
+                float(np.exp(beta[j] - z_crit * use_se[j])),
+                float(np.exp(beta[j] + z_crit * use_se[j])),
+                float(z),
+                float(2 * stats.norm.sf(abs(z))),
+                None if rse is None else float(rse[j]),
+            )
         )
     c_index = concordance_index(t, d, x @ beta, strata=sk)
-    return CoxResult(tuple(terms), ties, len(data), int(d.sum()), final.loglik, null.loglik, c_index,
-                     iters, strata, rse is not None, cov, tuple(warnings))
+    return CoxResult(
+        tuple(terms),
+        ties,
+        len(data),
+        int(d.sum()),
+        final.loglik,
+        null.loglik,
+        c_index,
+        iters,
+        strata,
+        rse is not None,
+        cov,
+        tuple(warnings),
+    )
 
 
-def baseline_cumhaz(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray,
-                    *, ties: Ties = "efron") -> tuple[np.ndarray, np.ndarray]:
+def baseline_cumhaz(
+    x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray, *, ties: Ties = "efron"
+) -> tuple[np.ndarray, np.ndarray]:
     """Breslow/Efron baseline cumulative hazard at each distinct event time (for x = 0)."""
     order = np.argsort(time, kind="stable")
     t, d, r = time[order], event[order], np.exp(x[order] @ beta)

@@ -74,8 +74,9 @@ def _approx_constant_right(knots: np.ndarray, values: np.ndarray, v: float) -> f
     return float(val[i + 1])
 
 
-def _quantile_time(time: np.ndarray, curve: np.ndarray, level: float = 0.5,
-                   tol: float = _QUANTILE_TOL) -> float | None:
+def _quantile_time(
+    time: np.ndarray, curve: np.ndarray, level: float = 0.5, tol: float = _QUANTILE_TOL
+) -> float | None:
     """The time a survival curve reaches ``level``, by R's rule (``survival:::findq``).
 
     The first time the curve is <= ``level``; when the curve sits exactly at ``level`` (within
@@ -130,8 +131,9 @@ def km_curve(time: np.ndarray, event: np.ndarray, *, group: str = "all", conf_le
     # interval [1, 1] instead.  Once the curve reaches 0 they are NaN, as R's NA.
     upper = np.where(surv == 1, 1.0, upper)
     lower = np.where(surv == 1, 1.0, lower)
-    return KMCurve(group, uniq, n_risk.astype(int), n_event.astype(int), n_censor.astype(int),
-                   surv, se, lower, upper)
+    return KMCurve(
+        group, uniq, n_risk.astype(int), n_event.astype(int), n_censor.astype(int), surv, se, lower, upper
+    )
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,10 @@ class FlatMapping(Frozen):
     @model_validator(mode="after")
     def _disjoint(self) -> FlatMapping:
         seen: dict[str, str] = {}
-        groups = [("outcome.event_values", self.outcome.event_values),
-                  ("outcome.censored_values", self.outcome.censored_values)]
+        groups = [
+            ("outcome.event_values", self.outcome.event_values),
+            ("outcome.censored_values", self.outcome.censored_values),
+        ]
         groups += [(f"competing[{i}].values", c.values) for i, c in enumerate(self.competing)]
         for key, values in groups:
             for v in values:
@@ -308,20 +310,17 @@ def flat_to_registry(frame: pd.DataFrame, mapping: FlatMapping, *, source: str) 
             person[am.name] = b.map(lambda x: None if x is None else x == "1").astype("boolean")
         else:
             person[am.name] = col.astype("string")
-        attributes.append(Attribute(am.name, am.dtype, tuple(levels) if levels else None, am.unit,
-                                    am.description))
+        attributes.append(
+            Attribute(am.name, am.dtype, tuple(levels) if levels else None, am.unit, am.description)
+        )
 
-    observation = pd.DataFrame(
-        {S.PERSON_ID: person_id, "start_time": index_time, "end_time": end_time}
-    )
+    observation = pd.DataFrame({S.PERSON_ID: person_id, "start_time": index_time, "end_time": end_time})
     entry = pd.DataFrame({S.PERSON_ID: person_id, S.TIME: index_time, "code": mapping.index.code})
     has = ev_code.notna().to_numpy()
     outcome = pd.DataFrame(
         {S.PERSON_ID: person_id[has], S.TIME: end_time[has], "code": ev_code[has].to_numpy()}
     )
-    events = pd.concat([entry, outcome], ignore_index=True).sort_values(
-        [S.PERSON_ID, S.TIME], kind="stable"
-    )
+    events = pd.concat([entry, outcome], ignore_index=True).sort_values([S.PERSON_ID, S.TIME], kind="stable")
     return RegistryData(
         person=person,
         observation_period=observation,
@@ -336,8 +335,6 @@ def flat_to_registry(frame: pd.DataFrame, mapping: FlatMapping, *, source: str) 
     )
 
 
-def import_flat(
-    frame: pd.DataFrame, mapping: FlatMapping, out: Path | str, *, source: str
-) -> Path:
+def import_flat(frame: pd.DataFrame, mapping: FlatMapping, out: Path | str, *, source: str) -> Path:
     """Map ``frame`` with ``mapping`` and write the registry to ``out`` atomically."""
     return write_registry(out, flat_to_registry(frame, mapping, source=source))

@@ -171,9 +171,7 @@ def _draw_persons(rng: np.random.Generator, n: int, sites: int, first_id: int) -
     p["lvef"] = np.round(np.clip(lvef, 10, 75))
     log_bnp = rng.normal(7.4 + 0.15 * age_c - 0.02 * (p["lvef"] - 40) + 0.3 * p["ckd"], 0.9)
     p["nt_probnp"] = np.round(np.clip(np.exp(log_bnp), 20, 35_000))
-    p["creatinine"] = np.round(
-        np.exp(rng.normal(np.log(1.05) + 0.35 * p["ckd"] + 0.04 * age_c, 0.22)), 2
-    )
+    p["creatinine"] = np.round(np.exp(rng.normal(np.log(1.05) + 0.35 * p["ckd"] + 0.04 * age_c, 0.22)), 2)
     p["sodium"] = np.round(rng.normal(138, 3.5, n))
     p["sbp"] = np.round(rng.normal(128 + 0.3 * (p["lvef"] - 40), 18, n))
     p["hemoglobin"] = np.round(rng.normal(12.9 - 0.5 * p["ckd"], 1.6), 1)
@@ -301,8 +299,11 @@ def _events(rng: np.random.Generator, p: pd.DataFrame, obs_end: np.ndarray) -> p
         buf.add(pid[has], t, code)
     # exclusion targets
     has = p["prior_transplant"].to_numpy() == 1
-    buf.add(pid[has], start[has] + (rng.random(has.sum()) * (idx[has] - start[has])).astype(np.int64),
-            TRANSPLANT_STATUS_CODE)
+    buf.add(
+        pid[has],
+        start[has] + (rng.random(has.sum()) * (idx[has] - start[has])).astype(np.int64),
+        TRANSPLANT_STATUS_CODE,
+    )
     has = p["dialysis"].to_numpy() == 1
     lo = np.maximum(start[has], idx[has] - 300 * DAY)
     buf.add(pid[has], lo + (rng.random(has.sum()) * (idx[has] - lo)).astype(np.int64), DIALYSIS_CODE)
@@ -353,8 +354,7 @@ def _chunk(rng: np.random.Generator, n: int, sites: int, first_id: int) -> dict[
     index_date = pd.DatetimeIndex(pd.to_datetime(idx, unit="s").normalize())
     day = np.where((index_date.month == 2) & (index_date.day == 29), 28, index_date.day)
     anniversary = pd.to_datetime(
-        pd.DataFrame({"year": index_date.year - p["age"].to_numpy(), "month": index_date.month,
-                      "day": day})
+        pd.DataFrame({"year": index_date.year - p["age"].to_numpy(), "month": index_date.month, "day": day})
     )
     birth = (anniversary - pd.to_timedelta(p["birth_days"].to_numpy(), unit="D")).dt.date
     person = pd.DataFrame(
@@ -373,11 +373,30 @@ def _chunk(rng: np.random.Generator, n: int, sites: int, first_id: int) -> dict[
             "end_time": obs_end.astype("datetime64[s]"),
         }
     )
-    truth_cols = [S.PERSON_ID, "has_hf", "age", "male", "lvef", "nt_probnp", "creatinine", "sodium",
-                  "sbp", "hemoglobin", "diabetes", "ckd", "copd", "af", "beta_blocker", "hfref",
-                  "lp", "risk_1y", "death_years", "death_cv", "death_cause"]
-    return {"person": person, "observation_period": observation, "events": events,
-            "truth": p[truth_cols]}
+    truth_cols = [
+        S.PERSON_ID,
+        "has_hf",
+        "age",
+        "male",
+        "lvef",
+        "nt_probnp",
+        "creatinine",
+        "sodium",
+        "sbp",
+        "hemoglobin",
+        "diabetes",
+        "ckd",
+        "copd",
+        "af",
+        "beta_blocker",
+        "hfref",
+        "lp",
+        "risk_1y",
+        "death_years",
+        "death_cv",
+        "death_cause",
+    ]
+    return {"person": person, "observation_period": observation, "events": events, "truth": p[truth_cols]}
 
 
 def synthesize(out: Path | str, config: SynthConfig) -> Path:
@@ -387,9 +406,7 @@ def synthesize(out: Path | str, config: SynthConfig) -> Path:
     """
     out = Path(out)
     seeds = np.random.SeedSequence(config.seed).spawn(math.ceil(config.patients / CHUNK))
-    attrs = (
-        Attribute("smoking", "category", SMOKING_LEVELS, None, "Smoking status at registration"),
-    )
+    attrs = (Attribute("smoking", "category", SMOKING_LEVELS, None, "Smoking status at registration"),)
     meta = {
         "name": "synthetic-heart-failure",
         "source": "regent registry synth",
@@ -423,8 +440,12 @@ def _write_truth(out: Path, config: SynthConfig, truth: pd.DataFrame) -> None:
         "log_hazard_ratios": TRUE_LOG_HR,
         "centre": CENTRE,
         "terms": TERM_DEFINITIONS,
-        "censoring": {"loss_to_follow_up_per_year": 0.04, "data_cutoff": DATA_CUTOFF.date().isoformat(),
-                      "transplant_per_year": 0.01, "transplant_code": TRANSPLANT_CODE},
+        "censoring": {
+            "loss_to_follow_up_per_year": 0.04,
+            "data_cutoff": DATA_CUTOFF.date().isoformat(),
+            "transplant_per_year": 0.01,
+            "transplant_code": TRANSPLANT_CODE,
+        },
         "missing_completely_at_random": {t: miss for t, _, _, miss, _ in LABS},
         "config": {"patients": config.patients, "sites": config.sites, "seed": config.seed},
     }
