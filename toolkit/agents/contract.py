@@ -114,7 +114,7 @@ class AgentContract(Frozen):
     source: ModelSource
     inputs: list[InputSpec] = Field(min_length=1)
     output: OutputSpec
-    hooks: list[Literal["patient-view", "order-sign"]] = Field(default_factory=lambda: ["patient-view"])
+    hooks: list[Literal["patient-view", "order-sign"]] = Field(default=["patient-view"])
     intended_use: str
     target_population: str
     out_of_scope: list[str] = Field(default_factory=list)

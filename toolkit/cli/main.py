@@ -295,6 +295,14 @@ def serve(
     )
 
 
+@app.command("demo")
+def demo() -> None:
+    """The main job: registry -> hf_mortality study -> gated agent bundle -> one call (Python and CDS Hooks)."""
+    from toolkit.cli.demo import run_demo
+
+    run_demo()
+
+
 def main() -> None:
     try:
         app()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlglot
+from sqlglot import exp
 
 from toolkit.cohort import spec as C
 from toolkit.cohort.criteria import Context, code_predicate, compile_criterion, days_between, lit, shift
@@ -88,10 +89,38 @@ class CompiledCohort:
         }
         if dialect == "duckdb" and not pretty:
             return queries
-        return {
-            k: sqlglot.transpile(v, read="duckdb", write=dialect, pretty=pretty)[0]
-            for k, v in queries.items()
-        }
+        return {k: _transpile(v, dialect, pretty=pretty) for k, v in queries.items()}
+
+
+def _spark_epoch(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``epoch(ts)``: seconds of a naive timestamp, fractional, as DOUBLE.
+
+    SQLGlot's default (``UNIX_TIMESTAMP``) truncates to whole seconds, depends on the session time
+    zone and returns BIGINT, so ``/ 86400.0`` becomes DECIMAL.  Counting microseconds from the
+    naive epoch is exact, zone-free and DOUBLE, as in DuckDB.
+    """
+    if not isinstance(node, exp.TimeToUnix):
+        return node
+    micros = exp.TimestampDiff(
+        this=node.this,
+        expression=exp.cast(exp.Literal.string("1970-01-01 00:00:00"), exp.DataType.Type.TIMESTAMPNTZ),
+        unit=exp.var("MICROSECOND"),
+    )
+    return exp.paren(
+        exp.Div(this=exp.cast(micros, exp.DataType.Type.DOUBLE), expression=exp.Literal.number(1_000_000))
+    )
+
+
+#: Per-dialect rewrites SQLGlot does not make on its own (semantics DuckDB has and the target lacks).
+_DIALECT_FIXES = {"spark": _spark_epoch}
+
+
+def _transpile(sql: str, dialect: str, *, pretty: bool) -> str:
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    fix = _DIALECT_FIXES.get(dialect)
+    if fix is not None:
+        tree = tree.transform(fix)
+    return tree.sql(dialect=dialect, pretty=pretty)
 
 
 def _age_expr() -> str:

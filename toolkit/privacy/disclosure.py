@@ -47,32 +47,29 @@ class DisclosurePolicy:
         return f"Counts between 1 and {self.min_cell - 1} are suppressed (shown as '<{self.min_cell}'){r}."
 
     def attrition(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Suppress small removed/remaining counts, with complementary suppression.
+        """Suppress small removals in an attrition table, with complementary suppression.
 
-        A removed count of 1..k-1 is suppressed together with the remaining count after it
-        (otherwise subtraction recovers it) and every later remaining count that would again
-        reveal it when compared with an unsuppressed earlier count is left as is: suppressing
-        the step's own ``n`` breaks the chain because the next difference spans two steps.
+        ``n`` is cumulative, so a removed count equals the difference of two released ``n``.
+        When step i removes 1..k-1 persons, ``removed[i]`` is suppressed and so is the earlier
+        ``n[i-1]`` (the final cohort size stays visible), which in turn hides ``removed[i-1]``.
+        Outcome events are cumulative too: a small drop in ``events`` hides the earlier value.
         """
-        out = table.copy().astype(object)
+        records: list[dict[str, Any]] = [dict(r) for r in table.to_dict("records")]
         if not self.enabled:
-            return out
-        cols = [c for c in ("n", "removed", "entries", "events") if c in out.columns]
-        hide_n = [False] * len(out)
-        for i in range(len(out)):
-            removed = table["removed"].iloc[i]
-            if self.is_small(removed):
-                hide_n[i] = True
-        # a hidden n must not be recoverable from its neighbours' removed counts: hide those too
-        for i in range(len(out)):
-            if hide_n[i]:
-                out.iloc[i, out.columns.get_loc("removed")] = SUPPRESSED
-                out.iloc[i, out.columns.get_loc("n")] = SUPPRESSED
-                if i + 1 < len(out):
-                    out.iloc[i + 1, out.columns.get_loc("removed")] = SUPPRESSED
-        for c in cols:
-            out[c] = [v if v is SUPPRESSED else self.count(v) for v in out[c]]
-        return out
+            return pd.DataFrame.from_records(records)
+        hide: set[tuple[int, str]] = set()
+        for i in range(1, len(records)):
+            if self.is_small(records[i].get("removed")):
+                hide |= {(i, "removed"), (i - 1, "n"), (i - 1, "removed")}
+            prev_ev, ev = records[i - 1].get("events"), records[i].get("events")
+            if prev_ev is not None and ev is not None and not pd.isna(prev_ev) and not pd.isna(ev):
+                if self.is_small(float(prev_ev) - float(ev)):
+                    hide.add((i - 1, "events"))
+        for i, rec in enumerate(records):
+            for col in ("n", "removed", "entries", "events"):
+                if col in rec:
+                    rec[col] = SUPPRESSED if (i, col) in hide else self.count(rec[col])
+        return pd.DataFrame.from_records(records).astype(object)
 
     def table_counts(self, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         out = frame.copy().astype(object)
@@ -86,7 +83,7 @@ class DisclosurePolicy:
         if isinstance(value, dict):
             return {
                 k: (
-                    self.count(v)
+                    self.count(float(v))
                     if k in count_keys and isinstance(v, int | float | np.integer) and not isinstance(v, bool)
                     else self.scrub(v, count_keys)
                 )

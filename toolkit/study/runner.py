@@ -471,4 +471,4 @@ def _run_model(
 
 
 def attrition_records(attrition: Attrition, policy: DisclosurePolicy) -> list[dict[str, Any]]:
-    return _clean(policy.attrition(attrition.table).to_dict("records"))  # type: ignore[no-any-return]
+    return _clean(policy.attrition(attrition.table).to_dict("records"))

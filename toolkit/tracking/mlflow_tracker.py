@@ -7,6 +7,8 @@ store now refuses to start) with artifacts in ``mlruns/artifacts/<experiment>``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import pickle
@@ -19,6 +21,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -26,7 +29,7 @@ from toolkit.analysis.predict.models import RiskModel
 from toolkit.tracking.pyfunc import RegentRiskPyfunc, predict_frame
 
 # MLflow logs at INFO on every run start; keep the console for Regent's own messages.
-logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("mlflow").setLevel(logging.ERROR)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
@@ -79,7 +82,7 @@ class MLflowTracker:
         # MLflow stores the schema, a profile (row count) and a digest; never the rows.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = mlflow.data.from_pandas(frame, name=f"{name}@{digest}")
+            ds = from_pandas(frame, name=f"{name}@{digest}")
         mlflow.log_input(ds, context=context)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
@@ -116,7 +119,8 @@ class MLflowTracker:
                         input_example=example,
                         pip_requirements=[],
                     )
-            version = mlflow.register_model(info.model_uri, register_as)
+            with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints registration chatter
+                version = mlflow.register_model(info.model_uri, register_as)
             client = MlflowClient()
             client.set_registered_model_alias(register_as, "candidate", version.version)
             return {

@@ -24,13 +24,14 @@ class MLflowModelStore:
 
     def fetch(self, source: ModelSource, name: str) -> ModelArtifacts:
         try:
+            version: int | None
             if source.run_id:
-                run_id = source.run_id
+                run_id: str = source.run_id
                 version = None
                 model_uri = f"runs:/{run_id}/model"
             else:
                 mv = self.client.get_model_version_by_alias(name, source.alias)
-                run_id, version, model_uri = mv.run_id, int(mv.version), f"models:/{name}@{source.alias}"
+                run_id, version, model_uri = str(mv.run_id), int(mv.version), f"models:/{name}@{source.alias}"
             run = self.client.get_run(run_id)
         except MlflowException as exc:
             raise AgentError(

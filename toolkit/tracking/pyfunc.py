@@ -7,7 +7,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-import mlflow.pyfunc
+from mlflow.pyfunc import PythonModel
 import pandas as pd
 
 from toolkit.analysis.predict.models import RiskModel
@@ -23,7 +23,7 @@ def predict_frame(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-class RegentRiskPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class RegentRiskPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         with open(context.artifacts["risk_model"], "rb") as fh:
             self.model: RiskModel = pickle.load(fh)  # the bundle's hashes are verified before loading

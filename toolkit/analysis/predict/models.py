@@ -51,9 +51,7 @@ class Preprocessor:
                 self.categorical_[c] = levels
             else:
                 self.numeric_.append(c)
-                col = x[c].astype(float)
-                if c in self.log:
-                    col = np.log(col.where(col > 0))
+                col = self._numeric(x, c)
                 med = float(col.median()) if col.notna().any() else 0.0
                 self.medians_[c] = med
                 raw_col = x[c].astype(float)
@@ -67,23 +65,25 @@ class Preprocessor:
         self.scales_ = np.where(sd > 0, sd, 1.0)
         return self
 
+    def _numeric(self, x: pd.DataFrame, c: str) -> pd.Series:
+        col = x[c].astype(float)
+        return pd.Series(np.log(col.where(col > 0)), index=x.index) if c in self.log else col
+
     def _raw(self, x: pd.DataFrame) -> np.ndarray:
-        cols, names = [], []
+        cols: list[np.ndarray] = []
+        names: list[str] = []
         for c in self.numeric_:
             if c not in x.columns:
                 raise AnalysisError(f"feature {c!r} is missing from the input")
-            col = x[c].astype(float)
-            if c in self.log:
-                col = np.log(col.where(col > 0))
-            cols.append(col.fillna(self.medians_[c]).to_numpy())
+            cols.append(self._numeric(x, c).fillna(self.medians_[c]).to_numpy(float))
             names.append(f"log_{c}" if c in self.log else c)
         for c in self.with_missing_:
-            cols.append(x[c].isna().to_numpy(float))
+            cols.append(x[c].isna().to_numpy(dtype=float))
             names.append(f"{c}_missing")
         for c, levels in self.categorical_.items():
             s = x[c].astype("string")
             for level in levels[1:]:
-                cols.append((s == level).fillna(False).to_numpy(float))
+                cols.append((s == level).fillna(False).to_numpy(dtype=float))
                 names.append(f"{c}={level}")
         self.names_ = names
         return np.column_stack(cols) if cols else np.zeros((len(x), 0))
@@ -168,7 +168,7 @@ class CoxRiskModel(RiskModel):
         penalty = float(self.params.get("penalty", 0.0))
         ties = self.params.get("ties", "efron")
 
-        def fn(b: np.ndarray):  # type: ignore[no-untyped-def]
+        def fn(b: np.ndarray):
             s = cox_stats(z, time, event, None, b, ties=ties)
             if penalty:
                 s = type(s)(
@@ -242,7 +242,7 @@ class XGBSurvivalModel(RiskModel):
             margin[:, None], time, event, np.ones(1), ties="breslow"
         )
 
-    def _dmatrix(self, x: pd.DataFrame):  # type: ignore[no-untyped-def]
+    def _dmatrix(self, x: pd.DataFrame):
         import xgboost as xgb
 
         raw = self.pre_.transform(self._x(x))

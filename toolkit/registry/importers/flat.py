@@ -69,7 +69,7 @@ class DurationMap(Frozen):
 class OutcomeMap(Frozen):
     column: str = Field(description="Status column: which values mean the event, which censoring.")
     event_values: list[Scalar] = Field(min_length=1)
-    censored_values: list[Scalar] = Field(default_factory=lambda: [0])
+    censored_values: list[Scalar] = Field(default=[0])
     code: str = Field(description="Code the event becomes, e.g. DEATH or LOCAL:RECURRENCE.")
 
     @field_validator("code")
