@@ -47,7 +47,9 @@ def gbsg2_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):  # type
     root = tmp_path_factory.mktemp("gbsg2-run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = run_study(REPO / "studies/gbsg2_recurrence", out=root / "out", tracker=MLflowTracker(root / "mlruns"))
+        run = run_study(
+            REPO / "studies/gbsg2_recurrence", out=root / "out", tracker=MLflowTracker(root / "mlruns")
+        )
     return run, root / "mlruns", root
 
 
@@ -57,10 +59,13 @@ def gbsg2_bundle(gbsg2_run, tmp_path_factory: pytest.TempPathFactory) -> Path:  
     from toolkit.tracking.models import MLflowModelStore
 
     _, mlruns, _ = gbsg2_run
-    store = MLflowModelStore(mlruns)
-    with warnings.catch_warnings():
+    with MLflowModelStore(mlruns) as store, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path, _, art = package_agent(REPO / "agents/gbsg2-recurrence", store.fetch,
-                                     dist=tmp_path_factory.mktemp("dist"), repo_root=REPO)
-    store.set_alias(str(art.registered_model), "validated", int(art.model_version or 0))
+        path, _, art = package_agent(
+            REPO / "agents/gbsg2-recurrence",
+            store.fetch,
+            dist=tmp_path_factory.mktemp("dist"),
+            repo_root=REPO,
+        )
+        store.set_alias(str(art.registered_model), "validated", int(art.model_version or 0))
     return path

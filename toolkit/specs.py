@@ -36,14 +36,19 @@ def validation_message(source: str, exc: ValidationError) -> str:
     """Format pydantic errors as ``source: key.path: problem`` lines, without echoing values."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
-        loc = yaml_path(tuple(err["loc"]))
+        # tagged unions repeat the tag in the location ('occurs', 'occurs'): collapse repeats
+        parts: list[str | int] = []
+        for part in err["loc"]:
+            if not (parts and parts[-1] == part and isinstance(part, str)):
+                parts.append(part)
+        loc = yaml_path(tuple(parts))
         kind = err["type"]
         if kind == "extra_forbidden":
             msg = "unknown key (check the spelling)"
         elif kind == "missing":
             msg = "required key is missing"
         else:
-            msg = err["msg"]
+            msg = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{source}: {loc}: {msg}")
     return "\n".join(lines)
 

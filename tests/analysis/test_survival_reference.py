@@ -170,8 +170,16 @@ def test_cox(case: dict[str, Any]) -> None:
     # R: fit <- coxph(Surv(time, event) ~ <covariates> [+ strata()] [+ cluster()], data,
     #                 ties = <ties> [, robust = TRUE]); concordance(fit)  (exact call in case["call"])
     frame = _frame(case["dataset"])
-    res = fit_cox(frame, time="time", event="event", covariates=case["covariates"], ties=case["ties"],
-                  strata=case["strata"], cluster=case["cluster"], robust=case["robust"])
+    res = fit_cox(
+        frame,
+        time="time",
+        event="event",
+        covariates=case["covariates"],
+        ties=case["ties"],
+        strata=case["strata"],
+        cluster=case["cluster"],
+        robust=case["robust"],
+    )
     assert [t.term for t in res.terms] == case["terms"]
     assert res.n == case["n"]
     assert res.events == case["events"]
@@ -198,8 +206,13 @@ def test_baseline_cumhaz(case: dict[str, Any]) -> None:
     #    basehaz(fit, centered = FALSE), rows with n.event > 0  (exact call in case["call"])
     frame = _frame(case["dataset"])
     x = design_matrix(frame, case["covariates"]).matrix
-    times, cumhaz = baseline_cumhaz(x, frame["time"].to_numpy(float), frame["event"].to_numpy(float),
-                                    np.asarray(case["coef"], float), ties=case["ties"])
+    times, cumhaz = baseline_cumhaz(
+        x,
+        frame["time"].to_numpy(float),
+        frame["event"].to_numpy(float),
+        np.asarray(case["coef"], float),
+        ties=case["ties"],
+    )
     np.testing.assert_array_equal(times, case["time"])
     np.testing.assert_allclose(cumhaz, case["cumhaz"], rtol=1e-8)
 

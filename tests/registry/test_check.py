@@ -8,15 +8,28 @@ from toolkit.registry import RegistryData, check_registry, write_registry
 
 
 def test_quality_report_counts_planted_problems(tmp_path: Path) -> None:
-    person = pd.DataFrame({"person_id": [1, 2, 3, 3], "birth_date": pd.to_datetime(["1950-01-01"] * 4).date,
-                           "sex": ["F", None, "M", "M"], "site_id": ["A"] * 4})
-    obs = pd.DataFrame({"person_id": [1, 2], "start_time": pd.to_datetime(["2010-01-01", "2012-01-01"]),
-                        "end_time": pd.to_datetime(["2020-01-01", "2011-01-01"])})  # person 2 ends before start
-    events = pd.DataFrame({
-        "person_id": [1, 1, 1, 9],
-        "time": pd.to_datetime(["2015-01-01", "2021-06-01", "1940-01-01", "2015-01-01"]),
-        "code": ["ICD10:I50.9", "FOO:1", "LOINC:718-7", "DEATH"],
-    })
+    person = pd.DataFrame(
+        {
+            "person_id": [1, 2, 3, 3],
+            "birth_date": pd.to_datetime(["1950-01-01"] * 4).date,
+            "sex": ["F", None, "M", "M"],
+            "site_id": ["A"] * 4,
+        }
+    )
+    obs = pd.DataFrame(
+        {
+            "person_id": [1, 2],
+            "start_time": pd.to_datetime(["2010-01-01", "2012-01-01"]),
+            "end_time": pd.to_datetime(["2020-01-01", "2011-01-01"]),
+        }
+    )  # person 2 ends before start
+    events = pd.DataFrame(
+        {
+            "person_id": [1, 1, 1, 9],
+            "time": pd.to_datetime(["2015-01-01", "2021-06-01", "1940-01-01", "2015-01-01"]),
+            "code": ["ICD10:I50.9", "FOO:1", "LOINC:718-7", "DEATH"],
+        }
+    )
     path = write_registry(tmp_path / "r.duckdb", RegistryData(person, obs, events))
     report = check_registry(path)
     found = {f.check: f.count for f in report.findings}

@@ -10,8 +10,15 @@ from toolkit.registry import Registry, check_registry
 from toolkit.registry.importers.datasets import dataset_names, import_dataset, load_dataset
 from toolkit.registry.importers.flat import import_flat, load_mapping
 
-EXPECTED = {"gbsg2": (686, 299), "whas500": (500, 215), "flchain": (7874, 2169), "lung": (228, 165),
-            "rossi": (432, 114), "veterans": (137, 128), "bmt": (35, 24)}
+EXPECTED = {
+    "gbsg2": (686, 299),
+    "whas500": (500, 215),
+    "flchain": (7874, 2169),
+    "lung": (228, 165),
+    "rossi": (432, 114),
+    "veterans": (137, 128),
+    "bmt": (35, 24),
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -31,7 +38,7 @@ def test_every_shipped_dataset_is_tested() -> None:
 
 
 def test_flat_import_preserves_durations_and_outcomes(tmp_path: Path) -> None:
-    frame, mapping = load_dataset("gbsg2")
+    frame, _mapping = load_dataset("gbsg2")
     path = import_dataset("gbsg2", tmp_path / "g.duckdb")
     with Registry(path) as reg:
         got = reg.sql("""
@@ -54,7 +61,7 @@ def test_competing_values_become_their_code(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_names_the_choices() -> None:
-    with pytest.raises(ImportMappingError, match="unknown dataset 'gbsg3'.*gbsg2"):
+    with pytest.raises(ImportMappingError, match=r"unknown dataset 'gbsg3'.*gbsg2"):
         import_dataset("gbsg3", "/nonexistent/x.duckdb")
 
 
@@ -76,8 +83,12 @@ attributes:
 
 def test_csv_import_with_mapping(tmp_path: Path) -> None:
     csv = tmp_path / "d.csv"
-    pd.DataFrame({"days": [10, 20, 30], "status": [1, 0, 1], "grade": ["a", "b", "a"]}).to_csv(csv, index=False)
-    out = import_flat(pd.read_csv(csv), load_mapping(_write(tmp_path, MAPPING)), tmp_path / "r.duckdb", source="m")
+    pd.DataFrame({"days": [10, 20, 30], "status": [1, 0, 1], "grade": ["a", "b", "a"]}).to_csv(
+        csv, index=False
+    )
+    out = import_flat(
+        pd.read_csv(csv), load_mapping(_write(tmp_path, MAPPING)), tmp_path / "r.duckdb", source="m"
+    )
     assert check_registry(out).row_counts["events"] == 5
 
 
@@ -105,5 +116,10 @@ def test_data_not_matching_mapping(tmp_path: Path) -> None:
     with pytest.raises(ImportMappingError, match=r"values \['7'\] are neither"):
         import_flat(frame, mapping, tmp_path / "r.duckdb", source="mapping.yaml")
     with pytest.raises(ImportMappingError, match=r"column 'grade' not in the data; available"):
-        import_flat(frame.assign(status=[1, 0]).drop(columns="grade"), mapping, tmp_path / "r.duckdb", source="mapping.yaml")
+        import_flat(
+            frame.assign(status=[1, 0]).drop(columns="grade"),
+            mapping,
+            tmp_path / "r.duckdb",
+            source="mapping.yaml",
+        )
     assert not (tmp_path / "r.duckdb").exists()

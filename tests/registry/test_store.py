@@ -12,15 +12,34 @@ from toolkit.registry.store import Attribute, RegistryWriter
 
 
 def tiny() -> RegistryData:
-    person = pd.DataFrame({"person_id": [1, 2], "birth_date": pd.to_datetime(["1950-01-01", "1960-06-15"]).date,
-                           "sex": ["F", "M"], "site_id": ["A", "B"], "bmi": [24.0, None]})
-    obs = pd.DataFrame({"person_id": [1, 2], "start_time": pd.to_datetime(["2010-01-01", "2011-01-01"]),
-                        "end_time": pd.to_datetime(["2020-01-01", "2021-01-01"])})
-    events = pd.DataFrame({"person_id": [1, 2], "time": pd.to_datetime(["2015-01-01", "2016-01-01"]),
-                           "code": ["ICD10:I50.9", "LOINC:33762-6"], "numeric_value": [None, 900.0],
-                           "unit": [None, "pg/mL"]})
-    return RegistryData(person, obs, events, attributes=(Attribute("bmi", "float", unit="kg/m2"),),
-                        metadata={"name": "tiny"})
+    person = pd.DataFrame(
+        {
+            "person_id": [1, 2],
+            "birth_date": pd.to_datetime(["1950-01-01", "1960-06-15"]).date,
+            "sex": ["F", "M"],
+            "site_id": ["A", "B"],
+            "bmi": [24.0, None],
+        }
+    )
+    obs = pd.DataFrame(
+        {
+            "person_id": [1, 2],
+            "start_time": pd.to_datetime(["2010-01-01", "2011-01-01"]),
+            "end_time": pd.to_datetime(["2020-01-01", "2021-01-01"]),
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "person_id": [1, 2],
+            "time": pd.to_datetime(["2015-01-01", "2016-01-01"]),
+            "code": ["ICD10:I50.9", "LOINC:33762-6"],
+            "numeric_value": [None, 900.0],
+            "unit": [None, "pg/mL"],
+        }
+    )
+    return RegistryData(
+        person, obs, events, attributes=(Attribute("bmi", "float", unit="kg/m2"),), metadata={"name": "tiny"}
+    )
 
 
 def test_write_then_open_read_only(tmp_path: Path) -> None:
@@ -37,8 +56,13 @@ def test_write_then_open_read_only(tmp_path: Path) -> None:
 def test_digest_changes_with_content(tmp_path: Path) -> None:
     a = write_registry(tmp_path / "a.duckdb", tiny())
     d = tiny()
-    changed = RegistryData(d.person, d.observation_period, d.events.assign(numeric_value=[None, 901.0]),
-                           attributes=d.attributes, metadata=d.metadata)
+    changed = RegistryData(
+        d.person,
+        d.observation_period,
+        d.events.assign(numeric_value=[None, 901.0]),
+        attributes=d.attributes,
+        metadata=d.metadata,
+    )
     b = write_registry(tmp_path / "b.duckdb", changed)
     c = write_registry(tmp_path / "c.duckdb", tiny())
     with Registry(a) as ra, Registry(b) as rb, Registry(c) as rc:

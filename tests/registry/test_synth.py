@@ -11,7 +11,13 @@ from toolkit.cohort.run import run_cohort
 from toolkit.cohort.spec import load_cohort
 from toolkit.features.windows import FeatureSpec, feature_matrix, window_features
 from toolkit.registry import Registry, check_registry
-from toolkit.registry.synth.heart_failure import TERM_DEFINITIONS, TRUE_LOG_HR, SynthConfig, synthesize, truth_paths
+from toolkit.registry.synth.heart_failure import (
+    TERM_DEFINITIONS,
+    TRUE_LOG_HR,
+    SynthConfig,
+    synthesize,
+    truth_paths,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,9 +48,15 @@ def _features() -> FeatureSpec:
         if "code" not in d:
             continue
         start, end = d["window"]  # type: ignore[misc]
-        windows.append({"name": term, "codes": [d["code"]], "agg": d["agg"],
-                        "window": [start if start == "all" else f"{start}d", f"{end}d"],
-                        **({"transform": d["transform"]} if "transform" in d else {})})
+        windows.append(
+            {
+                "name": term,
+                "codes": [d["code"]],
+                "agg": d["agg"],
+                "window": [start if start == "all" else f"{start}d", f"{end}d"],
+                **({"transform": d["transform"]} if "transform" in d else {}),
+            }
+        )
     return FeatureSpec.model_validate({"static": ["age", "sex"], "windows": windows})
 
 
@@ -64,8 +76,9 @@ def test_cox_recovers_true_log_hazard_ratios(tmp_path: Path) -> None:
     x["male"] = (x["sex"] == "M").astype(int)
     x["event"] = x["event"].astype(int)
     fit = fit_cox(x, covariates=list(TRUE_LOG_HR))
-    covered = [t.term for t in fit.terms
-               if t.coef - 1.96 * t.se <= TRUE_LOG_HR[t.term] <= t.coef + 1.96 * t.se]
+    covered = [
+        t.term for t in fit.terms if t.coef - 1.96 * t.se <= TRUE_LOG_HR[t.term] <= t.coef + 1.96 * t.se
+    ]
     assert len(covered) >= 0.9 * len(TRUE_LOG_HR), sorted(set(TRUE_LOG_HR) - set(covered))
     # and the null effect is not significant while the strong ones are
     p = {t.term: t.p for t in fit.terms}

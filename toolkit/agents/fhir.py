@@ -111,6 +111,26 @@ def _parse_time(v: str) -> dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+def _value(spec: InputSpec, src: FhirSource, res: Mapping[str, Any]) -> Any:
+    """The Observation's value for this input: a quantity, or a coded/string value for categories."""
+    if spec.type not in ("category", "boolean"):
+        return _quantity(spec, res)
+    concept = res.get("valueCodeableConcept")
+    raw: Any = None
+    if isinstance(concept, Mapping):
+        codings = [c for c in concept.get("coding") or [] if isinstance(c, Mapping)]
+        raw = codings[0].get("code") if codings else concept.get("text")
+    elif isinstance(res.get("valueString"), str):
+        raw = res["valueString"]
+    elif isinstance(res.get("valueBoolean"), bool):
+        raw = res["valueBoolean"]
+    if raw is None:
+        raise InputValidationError(
+            f"{spec.name}: Observation has no coded, string or boolean value", fields=(spec.name,)
+        )
+    return src.values.get(str(raw), raw) if isinstance(raw, str) else raw
+
+
 def _quantity(spec: InputSpec, res: Mapping[str, Any]) -> float:
     q = res.get("valueQuantity")
     if (
@@ -138,7 +158,7 @@ def _quantity(spec: InputSpec, res: Mapping[str, Any]) -> float:
 def _observation(
     spec: InputSpec, src: FhirSource, resources: Iterable[Mapping[str, Any]], now: dt.datetime
 ) -> tuple[Any, UsedDatum | None]:
-    found: list[tuple[dt.datetime | None, float, str]] = []
+    found: list[tuple[dt.datetime | None, Any, str]] = []
     for res in resources:
         if res.get("resourceType") != "Observation" or res.get("status") in ("entered-in-error", "cancelled"):
             continue
@@ -152,13 +172,15 @@ def _observation(
             and when < now - dt.timedelta(days=src.lookback_days)
         ):
             continue
-        found.append((when, _quantity(spec, res), code))
+        found.append((when, _value(spec, src, res), code))
     if not found:
         return None, None
     found.sort(key=lambda x: (x[0] is not None, x[0] or dt.datetime.min.replace(tzinfo=dt.UTC)))
     values = [v for _, v, _ in found]
     when, value, code = found[-1]
-    if src.select == "max":
+    if spec.type in ("category", "boolean"):
+        pass  # the latest coded value
+    elif src.select == "max":
         value = max(values)
     elif src.select == "min":
         value = min(values)
@@ -258,6 +280,6 @@ def prefetch_templates(contract: AgentContract) -> dict[str, str]:
             {c for i in contract.inputs if i.fhir and i.fhir.resource == res for c in i.fhir.codes}
         )
         tokens = ",".join("|".join(_code_key(c)).rstrip("*") for c in codes)
-        param = "code" if res in ("Observation", "Condition") else "code"
-        out[res.lower()] = f"{res}?patient={{{{context.patientId}}}}&{param}={tokens}"
+        # 'code' is the search parameter of Observation, Condition and both medication resources
+        out[res.lower()] = f"{res}?patient={{{{context.patientId}}}}&code={tokens}"
     return out

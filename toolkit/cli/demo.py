@@ -11,7 +11,9 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -31,11 +33,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def call_cds_hooks(dist: Path, agent: str, request: dict[str, object]) -> dict[str, object]:
+def call_cds_hooks(dist: Path, agent: str, request: dict[str, Any]) -> dict[str, Any]:
     """Start the real server on a loopback port, make one CDS Hooks call, stop it."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(agents_dir=dist)), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(agents_dir=dist)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -54,18 +63,32 @@ def call_cds_hooks(dist: Path, agent: str, request: dict[str, object]) -> dict[s
         thread.join(timeout=10)
 
 
-def run_demo(*, root: Path = Path("."), out: Path = Path("out/hf_mortality"), mlruns: Path = Path("mlruns"),
-             dist: Path = Path("dist/agents"), say=print) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def run_demo(
+    *,
+    root: Path = Path("."),
+    out: Path = Path("out/hf_mortality"),
+    mlruns: Path = Path("mlruns"),
+    dist: Path = Path("dist/agents"),
+    say: Callable[[str], object] = print,
+) -> dict[str, Any]:
     say("1/4  running the hf_mortality study (registry built on first use) ...")
-    run = run_study(root / "studies/hf_mortality", out=out, tracker=MLflowTracker(mlruns),
-                    progress=lambda s: say(f"     step: {s}"))
-    say(f"     cohort {run.results['cohort']['n']} persons; " + ", ".join(
-        f"{k} CV C-index {v['metrics']['c_harrell_mean']:.3f}" for k, v in run.results["models"].items()))
+    run = run_study(
+        root / "studies/hf_mortality",
+        out=out,
+        tracker=MLflowTracker(mlruns),
+        progress=lambda s: say(f"     step: {s}"),
+    )
+    say(
+        f"     cohort {run.results['cohort']['n']} persons; "
+        + ", ".join(
+            f"{k} CV C-index {v['metrics']['c_harrell_mean']:.3f}" for k, v in run.results["models"].items()
+        )
+    )
     say("2/4  checking gates and packaging the agent ...")
-    store = MLflowModelStore(mlruns)
-    bundle, _, art = package_agent(root / "agents/hf-mortality", store.fetch, dist=dist, repo_root=root)
-    if art.registered_model and art.model_version is not None:
-        store.set_alias(art.registered_model, "validated", art.model_version)
+    with MLflowModelStore(mlruns) as store:
+        bundle, _, art = package_agent(root / "agents/hf-mortality", store.fetch, dist=dist, repo_root=root)
+        if art.registered_model and art.model_version is not None:
+            store.set_alias(art.registered_model, "validated", art.model_version)
     say("3/4  calling the agent in Python ...")
     agent = Agent.load(bundle)
     patient = json.loads((root / "agents/hf-mortality/patient.json").read_text())
@@ -74,7 +97,7 @@ def run_demo(*, root: Path = Path("."), out: Path = Path("out/hf_mortality"), ml
     say("4/4  calling it through CDS Hooks over HTTP ...")
     request = json.loads((root / "agents/hf-mortality/cds-request.json").read_text())
     cards = call_cds_hooks(dist, agent.name, request)["cards"]
-    say(f"     card: {cards[0]['summary']} [{cards[0]['indicator']}]")  # type: ignore[index]
+    say(f"     card: {cards[0]['summary']} [{cards[0]['indicator']}]")
     say("")
     say(f"report:       {out / 'report.html'}")
     say(f"results:      {out / 'results.json'}")

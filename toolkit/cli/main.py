@@ -194,10 +194,10 @@ def agent_package(
     from toolkit.agents.package import package_agent
     from toolkit.tracking.models import MLflowModelStore
 
-    store = MLflowModelStore(mlruns)
-    path, _contract, art = package_agent(contract, store.fetch, dist=dist)
-    if art.registered_model and art.model_version is not None:
-        store.set_alias(art.registered_model, "validated", art.model_version)
+    with MLflowModelStore(mlruns) as store:
+        path, _contract, art = package_agent(contract, store.fetch, dist=dist)
+        if art.registered_model and art.model_version is not None:
+            store.set_alias(art.registered_model, "validated", art.model_version)
     out.print(f"packaged {path}")
 
 

@@ -62,9 +62,14 @@ class DisclosurePolicy:
             if self.is_small(records[i].get("removed")):
                 hide |= {(i, "removed"), (i - 1, "n"), (i - 1, "removed")}
             prev_ev, ev = records[i - 1].get("events"), records[i].get("events")
-            if prev_ev is not None and ev is not None and not pd.isna(prev_ev) and not pd.isna(ev):
-                if self.is_small(float(prev_ev) - float(ev)):
-                    hide.add((i - 1, "events"))
+            if (
+                prev_ev is not None
+                and ev is not None
+                and not pd.isna(prev_ev)
+                and not pd.isna(ev)
+                and self.is_small(float(prev_ev) - float(ev))
+            ):
+                hide.add((i - 1, "events"))
         for i, rec in enumerate(records):
             for col in ("n", "removed", "entries", "events"):
                 if col in rec:

@@ -174,7 +174,7 @@ def run_study(
     tracker: Tracker | None = None,
     registry: Path | str | None = None,
     use_cache: bool = True,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], object] | None = None,
     fail_after: str | None = None,
 ) -> StudyRun:
     """Run a study folder end to end.  ``fail_after`` (tests only) raises after the named step."""
@@ -182,7 +182,6 @@ def run_study(
     source = str(Path(study) / "study.yaml" if Path(study).is_dir() else study)
     tracker = tracker or NullTracker()
     out = Path(out)
-    cache = _Cache(out, use_cache)
     say = progress or (lambda _msg: None)
     policy = DisclosurePolicy(spec.disclosure.min_cell, spec.disclosure.rounding, spec.disclosure.enabled)
     computed: list[str] = []
@@ -200,6 +199,7 @@ def run_study(
 
             feature_cols = list(compiled.columns)
             validate_references(spec, source=source, cohort_columns=feature_cols)
+            cache = _Cache(out, use_cache)  # created only once the study is known to be valid
             spec_hash = _hash(spec.model_dump(mode="json"))
             tracker.start(
                 f"regent/{spec.name}",

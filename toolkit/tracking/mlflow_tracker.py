@@ -62,10 +62,12 @@ class MLflowTracker:
     def __init__(self, root: Path | str = "mlruns") -> None:
         self.root = Path(root)
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         configure(self.root)
 
     def start(self, experiment: str, run_name: str, tags: Mapping[str, str]) -> str | None:
         exp_id = ensure_experiment(experiment, self.root)
+        self.experiment_id = exp_id
         run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=dict(tags))
         self.run_id = run.info.run_id
         return self.run_id
@@ -98,11 +100,13 @@ class MLflowTracker:
         example: pd.DataFrame,
         register_as: str,
     ) -> dict[str, Any]:
-        with mlflow.start_run(run_name=name, nested=True) as child:
+        with mlflow.start_run(run_name=name, nested=True, experiment_id=self.experiment_id) as child:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             self.log_metrics(metrics)
             for i, fold in enumerate(folds):
-                with mlflow.start_run(run_name=f"{name}-fold{i}", nested=True):
+                with mlflow.start_run(
+                    run_name=f"{name}-fold{i}", nested=True, experiment_id=self.experiment_id
+                ):
                     mlflow.log_param("fold", i)
                     self.log_metrics({k: v for k, v in fold.items() if k != "fold"})
             with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,17 @@ class MLflowModelStore:
     def __init__(self, root: Path | str = "mlruns") -> None:
         configure(root)
         self.client = MlflowClient()
-        self._tmp = tempfile.TemporaryDirectory(prefix="regent-fetch-")
+        self._tmp = tempfile.mkdtemp(prefix="regent-fetch-")
+
+    def close(self) -> None:
+        """Remove the downloaded artifacts (bundles are copies, so they stay valid)."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> MLflowModelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def fetch(self, source: ModelSource, name: str) -> ModelArtifacts:
         try:
@@ -39,7 +50,7 @@ class MLflowModelStore:
                 f"({exc.error_code}); run the study first: regent study run {source.study}"
             ) from None
         parent = run.data.tags.get("mlflow.parentRunId", run_id)
-        dest = Path(self._tmp.name) / run_id
+        dest = Path(self._tmp) / run_id
         model_dir = Path(
             mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest / "m"))
         )

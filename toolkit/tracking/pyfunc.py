@@ -7,8 +7,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from mlflow.pyfunc import PythonModel
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from toolkit.analysis.predict.models import RiskModel
 

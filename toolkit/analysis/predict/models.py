@@ -99,6 +99,22 @@ class Preprocessor:
         return base.removeprefix("log_") if base.startswith("log_") and base[4:] in self.log else base
 
 
+BASELINE_GRID_DAYS = 7.0
+
+
+def coarse_baseline(
+    times: np.ndarray, cumhaz: np.ndarray, *, keep: tuple[float, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline cumulative hazard on a weekly grid (plus the ``keep`` times, e.g. the horizon,
+    where it is exact), so a fitted model carries no individual event times."""
+    if len(times) == 0:
+        return np.zeros(1), np.zeros(1)
+    grid = np.arange(0.0, float(times[-1]) + BASELINE_GRID_DAYS, BASELINE_GRID_DAYS)
+    grid = np.unique(np.concatenate([grid, np.asarray(keep, float)]))
+    idx = np.searchsorted(times, grid, side="right") - 1
+    return grid, np.where(idx >= 0, cumhaz[np.maximum(idx, 0)], 0.0)
+
+
 class RiskModel:
     """Base of all risk models."""
 
@@ -179,7 +195,9 @@ class CoxRiskModel(RiskModel):
             return s
 
         self.coef_, _, _ = newton_raphson(fn, z.shape[1], what="Cox risk model")
-        self.base_times_, self.base_cumhaz_ = baseline_cumhaz(z, time, event, self.coef_, ties=ties)
+        self.base_times_, self.base_cumhaz_ = coarse_baseline(
+            *baseline_cumhaz(z, time, event, self.coef_, ties=ties), keep=(self.horizon,)
+        )
 
     def _h0(self, t: float) -> float:
         i = int(np.searchsorted(self.base_times_, t, side="right")) - 1
@@ -238,8 +256,8 @@ class XGBSurvivalModel(RiskModel):
         }
         self.booster_ = xgb.train(booster_params, dtrain, num_boost_round=rounds)
         margin = self.booster_.predict(dtrain, output_margin=True)
-        self.base_times_, self.base_cumhaz_ = baseline_cumhaz(
-            margin[:, None], time, event, np.ones(1), ties="breslow"
+        self.base_times_, self.base_cumhaz_ = coarse_baseline(
+            *baseline_cumhaz(margin[:, None], time, event, np.ones(1), ties="breslow"), keep=(self.horizon,)
         )
 
     def _dmatrix(self, x: pd.DataFrame):
