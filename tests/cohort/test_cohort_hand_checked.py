@@ -140,6 +140,23 @@ def test_occurs_count_latest_and_trend(registry: Path) -> None:
     assert n_with({"sex": ["M"]}) == [2, 3, 5]
     assert n_with({"site": ["B"]}) == [2, 4]
     assert n_with({"attribute": {"name": "bmi", "min": 26}}) == [1, 5]
+    assert n_with({"attribute": {"name": "bmi", "in": [22, 20.0]}}) == [2, 3]  # numeric 'in' compares numbers
+    # at_most without at_least includes persons with none
+    assert n_with(
+        {"occurs": {"codes": ["LOINC:33762-6"], "window": ["all", "0d"], "count": {"at_most": 1}}}
+    ) == [2, 3, 4, 5]
+    # a unit on the range narrows, and never replaces, the filter's own value conditions:
+    # 'value' picks which measurements count (person 1's latest <= 2000 is 900), 'range' judges it
+    assert n_with(
+        {
+            "latest": {
+                "codes": ["LOINC:33762-6"],
+                "window": ["-365d", "0d"],
+                "value": {"max": 2000},
+                "range": {"min": 500, "unit": "pg/mL"},
+            }
+        }
+    ) == [1]
     assert n_with({"age": {"max": 18}}) == [3]
     assert n_with({"any": [{"sex": ["M"]}, {"site": ["B"]}]}) == [2, 3, 4, 5]
     assert n_with({"all": [{"sex": ["M"]}, {"site": ["A"]}]}) == [3, 5]

@@ -81,6 +81,17 @@ attributes:
 """
 
 
+def test_id_column_is_kept(tmp_path: Path) -> None:
+    mapping = load_mapping(_write(tmp_path, MAPPING.replace("name: demo", "name: demo\nid_column: pid")))
+    frame = pd.DataFrame(
+        {"pid": [101, 205.0, 7], "days": [10, 20, 30], "status": [1, 0, 1], "grade": ["a", "b", "a"]}
+    )
+    with Registry(import_flat(frame, mapping, tmp_path / "r.duckdb", source="m")) as reg:
+        assert reg.sql("SELECT person_id FROM person ORDER BY 1")["person_id"].tolist() == [7, 101, 205]
+    with pytest.raises(ImportMappingError, match="id_column 'pid': expected whole-number ids"):
+        import_flat(frame.assign(pid=[1.5, 2, 3]), mapping, tmp_path / "x.duckdb", source="m")
+
+
 def test_csv_import_with_mapping(tmp_path: Path) -> None:
     csv = tmp_path / "d.csv"
     pd.DataFrame({"days": [10, 20, 30], "status": [1, 0, 1], "grade": ["a", "b", "a"]}).to_csv(

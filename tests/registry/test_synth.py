@@ -34,7 +34,10 @@ def test_deterministic_per_seed(tmp_path: Path) -> None:
     assert len(pd.read_parquet(tp)) == 300
 
 
-def test_registry_is_clean(hf_registry: Path) -> None:
+def test_registry_is_clean(hf_registry: Path, tmp_path: Path) -> None:
+    """Regression: visits once fell before an observation start that was not on the hour."""
+    report = check_registry(synthesize(tmp_path / "s7.duckdb", SynthConfig(5000, 3, 7)))
+    assert report.warnings == ()
     report = check_registry(hf_registry)
     assert report.warnings == ()
     assert set(report.namespaces) <= {"ATC", "DEATH", "ICD10", "LOINC", "SNOMED", "VISIT"}

@@ -71,6 +71,8 @@ def test_results_json_has_the_documented_shape(gbsg2_run) -> None:  # type: igno
             and m["c_harrell_lower"] < m["c_harrell_mean"] < m["c_harrell_upper"]
         )
     assert (root / "out" / "report.html").read_text().count("<img") >= 3
+    deciles = r["models"]["cox_5y"]["calibration_deciles"]
+    assert len(deciles) == 10 and all(0 < d["observed_risk"] < 1 for d in deciles)  # risks, not counts
 
 
 def test_mlflow_store_holds_the_run(gbsg2_run) -> None:  # type: ignore[no-untyped-def]

@@ -65,7 +65,10 @@ def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], resul
         "## Calibration (deciles of out-of-fold predicted risk)",
         "| predicted | observed |",
         "|---|---|",
-        *[f"| {_fmt(c['predicted'])} | {_fmt(c['observed'])} |" for c in mres.get("calibration_deciles", [])],
+        *[
+            f"| {_fmt(c['predicted_risk'])} | {_fmt(c['observed_risk'])} |"
+            for c in mres.get("calibration_deciles", [])
+        ],
         "",
         "## Gates",
         *(

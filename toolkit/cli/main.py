@@ -45,7 +45,7 @@ def registry_check(path: Path, as_json: Annotated[bool, typer.Option("--json")] 
     if as_json:
         _print_json(report.to_dict())
     else:
-        out.print(report.to_text())
+        sys.stdout.write(report.to_text() + "\n")
 
 
 @registry_app.command("import")

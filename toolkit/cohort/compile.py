@@ -252,7 +252,7 @@ def _steps(spec: C.CohortSpec, ctx: Context, tar: tuple[str, str] | None) -> lis
                 f"(COALESCE({name}.n, 0) = 0)",
             )
         )
-    if o is not None and tar is not None and o.time_at_risk.start_days > 0:
+    if o is not None and tar is not None and (o.time_at_risk.start_days > 0 or o.censor.date is not None):
         out.append(
             (
                 Step(
@@ -389,8 +389,9 @@ def compile_cohort(
     extra.append(f"{fail} AS _fail_step")
     ctes = entry_ctes + ctx.ctes + [("l1", layer1), ("l2", layer2), ("l3", layer3)]
     body = "WITH " + ", ".join(f"{n} AS ({q})" for n, q in ctes) + f" SELECT l3.*, {', '.join(extra)} FROM l3"
-    steps_meta = (Step("entry event", "entry", _entry_description(spec.entry, ctx)),) + tuple(
-        s for s, _ in steps
+    steps_meta = (
+        Step("entry event", "entry", _entry_description(spec.entry, ctx)),
+        *tuple(s for s, _ in steps),
     )
     columns = (
         S.PERSON_ID,

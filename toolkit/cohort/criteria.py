@@ -129,6 +129,16 @@ def _ranked(f: C.CodeFilter, w: C.Window, ctx: Context, order: str) -> str:
     )
 
 
+def _with_unit(f: Any, unit: str | None) -> Any:
+    """Only measurements in ``unit`` count: merged into the filter's own value range, if any."""
+    if unit is None:
+        return f
+    value = f.value or C.ValueRange()
+    if value.unit is not None and value.unit != unit:
+        raise CohortSpecError(f"value.unit {value.unit!r} and the range's unit {unit!r} disagree")
+    return f.model_copy(update={"value": value.model_copy(update={"unit": unit})})
+
+
 def _in_range(expr: str, r: C.ValueRange) -> str:
     conds = [f"{expr} IS NOT NULL"]
     if r.min is not None:
@@ -139,17 +149,13 @@ def _in_range(expr: str, r: C.ValueRange) -> str:
 
 
 def _latest(c: C.LatestCriterion, ctx: Context) -> str:
-    f = c.latest
-    if f.range.unit is not None and (f.value is None or f.value.unit is None):
-        f = f.model_copy(update={"value": C.ValueRange(unit=f.range.unit)})
+    f = _with_unit(c.latest, c.latest.range.unit)
     name = ctx.new_cte(_ranked(f, f.window, ctx, "DESC"))
     return _in_range(f"{name}.v", f.range)
 
 
 def _trend(c: C.TrendCriterion, ctx: Context) -> str:
-    f = c.trend
-    if f.change.unit is not None and (f.value is None or f.value.unit is None):
-        f = f.model_copy(update={"value": C.ValueRange(unit=f.change.unit)})
+    f = _with_unit(c.trend, c.trend.change.unit)
     last = ctx.new_cte(_ranked(f, f.window, ctx, "DESC"))
     first = ctx.new_cte(_ranked(f, f.window, ctx, "ASC"))
     count = ctx.new_cte(
@@ -185,6 +191,13 @@ def _attribute(c: C.AttributeCriterion, ctx: Context) -> str:
         )
     col = f"b.{a.name}"
     if a.in_ is not None:
+        dtype = ctx.attributes[a.name]
+        if dtype in ("float", "int"):
+            vals = [float(v) for v in a.in_ if not isinstance(v, str)]
+            return f"COALESCE(CAST({col} AS DOUBLE) IN ({', '.join(lit(v) for v in vals) or 'NULL'}), FALSE)"
+        if dtype == "bool":
+            vals = [bool(v) if not isinstance(v, str) else v.lower() in ("true", "1", "yes") for v in a.in_]
+            return f"COALESCE({col} IN ({', '.join(lit(v) for v in vals)}), FALSE)"
         return f"COALESCE(CAST({col} AS VARCHAR) IN ({', '.join(lit(str(v)) for v in a.in_)}), FALSE)"
     return _in_range(f"CAST({col} AS DOUBLE)", C.ValueRange(min=a.min, max=a.max))
 

@@ -139,7 +139,10 @@ class CountBounds(Frozen):
     def bounds(self) -> tuple[int, int | None]:
         if self.exactly is not None:
             return self.exactly, self.exactly
-        return (self.at_least if self.at_least is not None else 1), self.at_most
+        if self.at_least is not None:
+            return self.at_least, self.at_most
+        # no lower bound given: 'at_most: 2' means 0..2; no bounds at all means 'occurs at least once'
+        return (0 if self.at_most is not None else 1), self.at_most
 
 
 class Occurs(CodeFilter):

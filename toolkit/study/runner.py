@@ -463,7 +463,9 @@ def _run_model(
         "events": int((e == 1).sum()),
         "metrics": metrics,
         "folds": [dict(f) for f in cv.folds],
-        "calibration_deciles": [{"predicted": p, "observed": o} for p, o in zip(pred, obs, strict=True)],
+        "calibration_deciles": [
+            {"predicted_risk": p, "observed_risk": o} for p, o in zip(pred, obs, strict=True)
+        ],
     }
     if m.type == "cox":
         res["coefficients"] = fitted.coefficients()  # type: ignore[attr-defined]

@@ -4,7 +4,8 @@ A small mapping file says which column is the id, the index date (or a fixed anc
 duration and its unit, the event indicator and the code it becomes, the values that mean a
 competing event, and the static covariates with their types and levels.  Every source row
 becomes one person; a row that cannot be mapped stops the import with a message naming the
-mapping key and column (and a row count, never a value).
+mapping key and column and a row count.  Messages may name a status code or category level
+that is not in the mapping, never a person's measurements or identifiers.
 """
 
 from __future__ import annotations
@@ -203,9 +204,11 @@ def flat_to_registry(frame: pd.DataFrame, mapping: FlatMapping, *, source: str) 
         raise ImportMappingError(f"{source}: the data has no rows")
 
     if mapping.id_column:
-        ids = need("id_column", mapping.id_column)
-        if ids.isna().any() or not pd.api.types.is_integer_dtype(ids.dropna().astype("float").round()):
-            raise ImportMappingError(f"{source}: id_column: expected integer ids without gaps")
+        ids = pd.to_numeric(need("id_column", mapping.id_column), errors="coerce")
+        if ids.isna().any() or not np.all(np.mod(ids.to_numpy(float), 1) == 0):
+            raise ImportMappingError(
+                f"{source}: id_column {mapping.id_column!r}: expected whole-number ids in every row"
+            )
         person_id = ids.astype("int64").to_numpy()
         if len(np.unique(person_id)) != n:
             raise ImportMappingError(f"{source}: id_column: {n - len(np.unique(person_id))} duplicate ids")
@@ -273,9 +276,12 @@ def flat_to_registry(frame: pd.DataFrame, mapping: FlatMapping, *, source: str) 
         person[S.SEX] = mapped
     else:
         person[S.SEX] = None
-    person[S.SITE] = (
-        need("site_column", mapping.site_column).astype(str) if mapping.site_column else mapping.site
-    )
+    if mapping.site_column:
+        person[S.SITE] = need("site_column", mapping.site_column).map(
+            lambda x: None if pd.isna(x) else _norm(x)
+        )
+    else:
+        person[S.SITE] = mapping.site
 
     attributes: list[Attribute] = []
     for i, am in enumerate(mapping.attributes):

@@ -9,15 +9,17 @@ The model (docs/registry.md#synthetic-heart-failure-registry gives it in full):
   chronic kidney disease, COPD, atrial fibrillation, hypertension, prior MI), labs and vitals
   measured at the index time with missingness completely at random (LVEF, NT-proBNP,
   creatinine, sodium, systolic blood pressure, haemoglobin), and medications prescribed in the
-  90 days before index (beta-blocker, ACE inhibitor, loop diuretic, MRA).
+  60 days before index (beta-blocker, ACE inhibitor, loop diuretic, MRA).
 * All-cause death follows a Weibull proportional-hazards model in years,
   ``H(t | x) = lambda * t**rho * exp(sum_j beta_j * (x_j - c_j))``, with the true log hazard
   ratios in :data:`TRUE_LOG_HR` (haemoglobin has a true effect of 0).  The cause is
-  cardiovascular with a probability that rises when LVEF < 40 %.
+  cardiovascular with a probability that is higher in reduced ejection fraction (HFrEF).
 * Follow-up ends at death, loss to follow-up (exponential, 4 %/year) or the data cut-off
-  (2024-12-31).  Heart transplants (1 %/year) are recorded and act as a censoring event.
-* Outpatient visits before and after index (a Poisson process, one per ~100 days) carry labs
-  that drift around the person's index values, so "latest value before index" is meaningful.
+  (2024-12-31).  Heart transplants (1 %/year) are recorded (a procedure code, then a status
+  code); they do not end observation, so a study censors at them (as hf_mortality does).
+* Outpatient visits before and after index (a Poisson process, one per ~100 days) carry
+  creatinine, sodium, haemoglobin and blood pressure drifting around the person's index values;
+  LVEF and NT-proBNP are measured only at the index admission.
 * Exclusion targets: ~8 % have < 365 days of observation before index, ~1 % a prior heart
   transplant, ~3 % chronic dialysis in the year before index.
 
@@ -157,7 +159,7 @@ def _draw_persons(rng: np.random.Generator, n: int, sites: int, first_id: int) -
     p["birth_days"] = rng.integers(0, 365, n)  # days past the birthday at index
     p["has_hf"] = rng.random(n) >= 0.02
     prior_days = np.where(rng.random(n) < 0.08, rng.uniform(40, 360, n), rng.uniform(370, 5 * 365, n))
-    p["obs_start_s"] = p["index_s"] - np.round(prior_days * DAY).astype(np.int64)
+    p["obs_start_s"] = p["index_s"] - np.round(prior_days * 24).astype(np.int64) * 3600  # on the hour
     age_c = (p["age"].to_numpy() - 71.0) / 10.0
     p["diabetes"] = (rng.random(n) < 0.33).astype(int)
     p["ckd"] = (rng.random(n) < 1 / (1 + np.exp(-(-1.0 + 0.5 * age_c)))).astype(int)
