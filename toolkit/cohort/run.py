@@ -109,7 +109,7 @@ def execute(compiled: CompiledCohort, backend: Backend) -> CohortResult:
         step=[None if f == final else names[int(f)] for f in prov["_fail_step"]],
     ).drop(columns="_fail_step")
     cohort = cohort.sort_values(["person_id", "index_time"], kind="stable").reset_index(drop=True)
-    for col in ("event",) + tuple(n for n, _ in compiled.horizons):
+    for col in ("event", *tuple(n for n, _ in compiled.horizons)):
         if col in cohort:
             cohort[col] = cohort[col].astype("Int64")
     return CohortResult(compiled.name, cohort, attrition, prov, compiled)

@@ -22,21 +22,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.describe import table1
-from toolkit.analysis.plots import calibration_plot, forest_plot, km_plot
-from toolkit.analysis.predict.evaluate import cross_validate, survival_metrics
-from toolkit.analysis.predict.models import RiskModel, make_model
-from toolkit.analysis.survival.cox import fit_cox
-from toolkit.analysis.survival.km import kaplan_meier, km_curve
+from toolkit.analysis.predict.models import RiskModel
 from toolkit.cohort.compile import compile_cohort
-from toolkit.cohort.run import Attrition, CohortResult, DuckDBBackend, execute
+from toolkit.cohort.run import CohortResult, DuckDBBackend, execute
 from toolkit.cohort.spec import CohortSpec
-from toolkit.errors import StudySpecError, ToolkitError
+from toolkit.errors import ToolkitError
 from toolkit.features.windows import feature_matrix, window_features
 from toolkit.io import atomic_dir, atomic_write_json
 from toolkit.privacy.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.registry.store import Registry
-from toolkit.study.spec import CoxAnalysis, KaplanMeierAnalysis, StudySpec, Table1Analysis, load_study
+from toolkit.study.spec import StudySpec, load_study
+from toolkit.study.steps import run_analysis, run_model
 from toolkit.study.tracker import NullTracker, Tracker
 
 RESULTS_SCHEMA_VERSION = "1.1"
@@ -257,7 +253,7 @@ def run_study(
             akey = f"analysis-{a.name}-" + _hash(a.model_dump(mode="json"), fkey)
             hit = cache.get(akey)
             if hit is None:
-                hit = _run_analysis(a, frame, policy)
+                hit = run_analysis(a, frame, policy)
                 cache.put(akey, hit)
                 computed.append(f"analysis:{a.name}")
             analyses[a.name], pl = hit
@@ -271,7 +267,7 @@ def run_study(
             )
             hit = cache.get(mkey)
             if hit is None:
-                hit = _run_model(m, frame, spec)
+                hit = run_model(m, frame, spec)
                 cache.put(mkey, hit)
                 computed.append(f"model:{m.name}")
             fitted, res, pl = hit
@@ -393,84 +389,3 @@ def _example_row(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
         else:
             row[c] = float(model.pre_.medians_.get(c, float(s.median())))
     return pd.DataFrame([row])
-
-
-def _run_analysis(
-    a: Any, frame: pd.DataFrame, policy: DisclosurePolicy
-) -> tuple[dict[str, Any], dict[str, bytes]]:
-    plots: dict[str, bytes] = {}
-    if isinstance(a, KaplanMeierAnalysis):
-        km = kaplan_meier(
-            frame.assign(event=frame["event"].astype(int)), by=a.by, strata=a.strata, times=a.times
-        )
-        plots[f"km_{a.name}"] = km_plot(
-            km, title=a.name, policy=policy, ticks=[0.0, *a.times] if a.times else None
-        )
-        return km.to_dict(), plots
-    if isinstance(a, CoxAnalysis):
-        cox = fit_cox(
-            frame.assign(event=frame["event"].astype(int)),
-            covariates=a.covariates,
-            ties=a.ties,
-            strata=a.strata,
-            cluster=a.cluster,
-            robust=a.robust,
-        )
-        plots[f"forest_{a.name}"] = forest_plot(cox, title=a.name)
-        return cox.to_dict(), plots
-    if isinstance(a, Table1Analysis):
-        return table1(frame, a.variables, by=a.by, policy=policy).to_dict(), plots
-    raise StudySpecError(f"unknown analysis type {type(a).__name__}")
-
-
-def _run_model(
-    m: Any, frame: pd.DataFrame, spec: StudySpec
-) -> tuple[RiskModel, dict[str, Any], dict[str, bytes]]:
-    horizon = m.horizon_days
-    features = m.features or (list(spec.features.static) + [w.name for w in spec.features.windows])
-    params: dict[str, Any] = {**m.params, "log": tuple(m.log)}
-    if m.type == "xgboost_survival":
-        params.setdefault("seed", spec.seed)
-    x = frame[features]
-    t = frame["time"].to_numpy(float)
-    e = frame["event"].astype(int).to_numpy()
-
-    def make() -> RiskModel:
-        return make_model(m.type, horizon=horizon, features=features, params=params)
-
-    cv = cross_validate(make, x, t, e, horizon=horizon, folds=spec.validation.cv_folds, seed=spec.seed)
-    fitted = make().fit(x, t, e)
-    apparent = survival_metrics(t, e, fitted.predict_risk(x), horizon)
-    metrics = {**cv.summary, **{f"apparent_{k}": v for k, v in apparent.items() if k not in ("n", "events")}}
-    # calibration by decile of out-of-fold predicted risk (Kaplan-Meier observed)
-    bins = pd.qcut(cv.oof_risk, 10, labels=False, duplicates="drop")
-    pred, obs = [], []
-    for b in np.unique(bins):
-        sel = bins == b
-        pred.append(float(cv.oof_risk[sel].mean()))
-        obs.append(1.0 - km_curve(t[sel], (e[sel] == 1).astype(int)).at(horizon)[0])
-    plots = {
-        f"calibration_{m.name}": calibration_plot(
-            np.array(pred), np.array(obs), title=f"{m.name} (out-of-fold)"
-        )
-    }
-    res = {
-        "type": m.type,
-        "task": "survival",
-        "horizon_days": horizon,
-        "features": features,
-        "n": len(t),
-        "events": int((e == 1).sum()),
-        "metrics": metrics,
-        "folds": [dict(f) for f in cv.folds],
-        "calibration_deciles": [
-            {"predicted_risk": p, "observed_risk": o} for p, o in zip(pred, obs, strict=True)
-        ],
-    }
-    if m.type == "cox":
-        res["coefficients"] = fitted.coefficients()  # type: ignore[attr-defined]
-    return fitted, res, plots
-
-
-def attrition_records(attrition: Attrition, policy: DisclosurePolicy) -> list[dict[str, Any]]:
-    return _clean(policy.attrition(attrition.table).to_dict("records"))
