@@ -73,6 +73,7 @@ class RegistryWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(self._tmp))
+        self._con.execute("SET enable_progress_bar = false")
         self.attributes = attributes
         self._tables = dict(S.TABLES)
         self._tables["person"] = _person_table(attributes)
@@ -184,6 +185,7 @@ class Registry:
         if not self.path.is_file():
             raise RegistryError(f"{self.path}: registry file not found")
         self.con = duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")
         try:
             self.con.execute(f"ATTACH '{_sql_str(str(self.path))}' AS reg (READ_ONLY)")
         except duckdb.Error as exc:
