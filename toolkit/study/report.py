@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
+import re
 from importlib import resources
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from toolkit.cohort.run import Attrition, consort_html
 from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.study.report_context import report_context
 from toolkit.study.spec import StudySpec
 
 
@@ -20,8 +24,16 @@ def _env() -> jinja2.Environment:
     )
     env = jinja2.Environment(loader=loader, autoescape=jinja2.select_autoescape(["html", "j2"]))
     env.filters["num"] = _num
+    env.filters["exp"] = lambda v: None if v is None else math.exp(float(v))
+    env.filters["ticks"] = _ticks
     env.filters["count"] = lambda v, k=10: f"<{k}" if v is None else f"{int(v):,}"
     return env
+
+
+def _ticks(text: str) -> markupsafe.Markup:
+    """Escape ``text`` and show `backticked` spans as code (checklist notes name study.yaml keys)."""
+    escaped = str(markupsafe.escape(text))
+    return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -55,5 +67,6 @@ def render_report(
             policy_text=policy.describe(),
             min_cell=policy.min_cell,
             generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            **report_context(spec, results),
         )
     )

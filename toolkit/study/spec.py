@@ -17,6 +17,7 @@ from toolkit.cohort.spec import CohortSpec, Offset, check_cohort, parse_offset, 
 from toolkit.errors import StudySpecError
 from toolkit.features.windows import FeatureSpec
 from toolkit.specs import Frozen, parse_model, read_yaml
+from toolkit.study.tripod import ReportStatements
 
 
 class SyntheticRegistry(Frozen):
@@ -100,7 +101,9 @@ class DisclosureSpec(Frozen):
     enabled: bool = Field(True, description="Turning it off is stated in the report.")
 
 
-class ReportSpec(Frozen):
+class ReportSpec(ReportStatements):
+    """The report's limitations and authors, and the author statements TRIPOD+AI asks for."""
+
     limitations: list[str] = Field(default_factory=list)
     authors: list[str] = Field(default_factory=list)
 
