@@ -23,9 +23,19 @@ The model (docs/registry.md#synthetic-heart-failure-registry gives it in full):
 * Exclusion targets: ~8 % have < 365 days of observation before index, ~1 % a prior heart
   transplant, ~3 % chronic dialysis in the year before index.
 
+* Facts that only clinical notes or only images carry (prior cardiac arrest, prior CABG,
+  cardiogenic shock at admission, coronary stenosis on angiograms) add the terms of
+  :data:`~toolkit.registry.synth.multimodal.MULTIMODAL_LOG_HR` to the linear predictor; they are
+  drawn from their own random stream, so the structured data are the same with or without notes
+  and images (``SynthConfig(notes=False, images=False)``).
+
 Truth is written beside the registry: ``<name>.truth.json`` (coefficients, centring, baseline,
 the feature definition of each term) and ``<name>.truth.parquet`` (per person: covariates as
-generated, linear predictor, true 1-year risk, latent death time and cause).
+generated, linear predictor, true 1-year risk, latent death time and cause).  With notes and
+images: ``<name>.images/`` (the DICOM files the images table links to),
+``<name>.note_annotations.parquet`` (every concept mention with its assertion and span),
+``<name>.image_annotations.parquet`` (the true stenosis or LVEF of every image, and planted
+defects) and ``<name>.phi.parquet`` (every planted identifier; docs/features.md).
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +53,10 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import RegistryError
+from toolkit.io import atomic_dir
 from toolkit.registry import schema as S
 from toolkit.registry.store import Attribute, RegistryWriter
+from toolkit.registry.synth import multimodal as MM
 
 DAY = 86_400
 YEAR_DAYS = 365.25
@@ -133,6 +148,8 @@ class SynthConfig:
     patients: int
     sites: int = 3
     seed: int = 0
+    notes: bool = True  # clinical notes + their annotation tables
+    images: bool = True  # DICOM files under <name>.images/ + their annotation table
 
     def __post_init__(self) -> None:
         if self.patients < 1:
@@ -145,7 +162,9 @@ def _secs(t: dt.datetime) -> int:
     return int((t - EPOCH).total_seconds())
 
 
-def _draw_persons(rng: np.random.Generator, n: int, sites: int, first_id: int) -> pd.DataFrame:
+def _draw_persons(
+    rng: np.random.Generator, n: int, sites: int, first_id: int, latent_rng: np.random.Generator
+) -> pd.DataFrame:
     """Per-person latent and baseline values (one row per person)."""
     p = pd.DataFrame({S.PERSON_ID: np.arange(first_id, first_id + n, dtype=np.int64)})
     site = rng.integers(0, sites, n)
@@ -197,6 +216,9 @@ def _draw_persons(rng: np.random.Generator, n: int, sites: int, first_id: int) -
     }
     for term, beta in TRUE_LOG_HR.items():
         lp += beta * (values[term] - CENTRE.get(term, 0.0))
+    latent = MM.draw_latent(latent_rng, p)
+    p = pd.concat([p, latent], axis=1)
+    lp += MM.latent_lp(latent)
     p["lp"] = lp
     p["risk_1y"] = 1.0 - np.exp(-WEIBULL_LAMBDA * np.exp(lp))
     u = rng.random(n)
@@ -342,8 +364,10 @@ def _events(rng: np.random.Generator, p: pd.DataFrame, obs_end: np.ndarray) -> p
     return buf.frame()
 
 
-def _chunk(rng: np.random.Generator, n: int, sites: int, first_id: int) -> dict[str, pd.DataFrame]:
-    p = _draw_persons(rng, n, sites, first_id)
+def _chunk(
+    rng: np.random.Generator, n: int, sites: int, first_id: int, latent_rng: np.random.Generator
+) -> dict[str, pd.DataFrame]:
+    p = _draw_persons(rng, n, sites, first_id, latent_rng)
     idx = p["index_s"].to_numpy()
     death = idx + np.round(p["death_years"].to_numpy() * YEAR_DAYS * DAY).astype(np.int64)
     ltfu = idx + np.round(p["ltfu_years"].to_numpy() * YEAR_DAYS * DAY).astype(np.int64)
@@ -397,14 +421,26 @@ def _chunk(rng: np.random.Generator, n: int, sites: int, first_id: int) -> dict[
         "death_years",
         "death_cv",
         "death_cause",
+        *MM.MULTIMODAL_LOG_HR,
+        "had_angio",
+        "max_stenosis",
+        "had_echo",
     ]
-    return {"person": person, "observation_period": observation, "events": events, "truth": p[truth_cols]}
+    return {
+        "person": person,
+        "observation_period": observation,
+        "events": events,
+        "truth": p[truth_cols],
+        "_persons": p,
+    }
 
 
 def synthesize(out: Path | str, config: SynthConfig) -> Path:
     """Write a synthetic heart-failure registry to ``out`` and its truth beside it.
 
-    Deterministic per seed: chunks of 50,000 persons draw from independent child seeds.
+    Deterministic per seed: chunks of 50,000 persons draw from independent child seeds.  With
+    images, the DICOM folder ``<name>.images/`` is built under a temporary name and renamed into
+    place just before the registry file itself, so neither is ever seen half-written.
     """
     out = Path(out)
     seeds = np.random.SeedSequence(config.seed).spawn(math.ceil(config.patients / CHUNK))
@@ -416,17 +452,69 @@ def synthesize(out: Path | str, config: SynthConfig) -> Path:
         "seed": config.seed,
         "patients": config.patients,
         "sites": config.sites,
+        "notes": config.notes,
+        "images": config.images,
     }
-    truth_parts = []
-    with RegistryWriter(out, attributes=attrs, metadata=meta) as w:
+    stem = out.with_suffix("")
+    image_dir = stem.with_name(stem.name + ".images")
+    truth_parts: list[pd.DataFrame] = []
+    mm_parts: dict[str, list[pd.DataFrame]] = {}
+    images_cm = atomic_dir(image_dir) if config.images else _no_image_dir(image_dir)
+    with RegistryWriter(out, attributes=attrs, metadata=meta) as w, images_cm as tmp_images:
         for i, ss in enumerate(seeds):
             n = min(CHUNK, config.patients - i * CHUNK)
-            part = _chunk(np.random.default_rng(ss), n, config.sites, 1 + i * CHUNK)
+            # the note/image facts and the notes and pixels have streams of their own
+            latent_ss, media_ss = (
+                np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, k)) for k in (1, 2)
+            )
+            part = _chunk(
+                np.random.default_rng(ss), n, config.sites, 1 + i * CHUNK, np.random.default_rng(latent_ss)
+            )
             for table in ("person", "observation_period", "events"):
                 w.append(table, part[table])
             truth_parts.append(part["truth"])
+            if config.notes or config.images:
+                mm = MM.generate(
+                    part["_persons"],
+                    part["person"],
+                    np.random.default_rng(media_ss),
+                    notes=config.notes,
+                    images=config.images,
+                    image_root=tmp_images,
+                    image_prefix=image_dir.name,
+                    seed=config.seed,
+                ).frames()
+                w.append("notes", mm["notes"])
+                w.append("images", mm["images"])
+                for k, v in mm.items():
+                    mm_parts.setdefault(k, []).append(v)
         _write_truth(out, config, pd.concat(truth_parts, ignore_index=True))
+        _write_annotations(stem, config, {k: pd.concat(v, ignore_index=True) for k, v in mm_parts.items()})
     return out
+
+
+@contextmanager
+def _no_image_dir(image_dir: Path) -> Iterator[None]:
+    """Without images: no folder, and a stale one from an earlier build is removed."""
+    yield None
+    shutil.rmtree(image_dir, ignore_errors=True)
+
+
+def _write_annotations(stem: Path, config: SynthConfig, frames: dict[str, pd.DataFrame]) -> None:
+    """``note_annotations``, ``image_annotations`` and ``phi`` parquet files; stale ones are removed."""
+    files = {
+        "mentions": (config.notes, ".note_annotations.parquet"),
+        "image_truth": (config.images, ".image_annotations.parquet"),
+        "phi": (config.notes or config.images, ".phi.parquet"),
+    }
+    for key, (wanted, suffix) in files.items():
+        target = stem.with_name(stem.name + suffix)
+        if not wanted:
+            target.unlink(missing_ok=True)
+            continue
+        tmp = target.with_name(target.name + ".tmp")
+        frames[key].to_parquet(tmp, index=False)
+        tmp.replace(target)
 
 
 def _write_truth(out: Path, config: SynthConfig, truth: pd.DataFrame) -> None:
@@ -442,6 +530,9 @@ def _write_truth(out: Path, config: SynthConfig, truth: pd.DataFrame) -> None:
         "log_hazard_ratios": TRUE_LOG_HR,
         "centre": CENTRE,
         "terms": TERM_DEFINITIONS,
+        "multimodal_log_hazard_ratios": MM.MULTIMODAL_LOG_HR,
+        "multimodal_centre": MM.MULTIMODAL_CENTRE,
+        "multimodal_terms": MM.MULTIMODAL_TERMS,
         "censoring": {
             "loss_to_follow_up_per_year": 0.04,
             "data_cutoff": DATA_CUTOFF.date().isoformat(),
@@ -449,7 +540,13 @@ def _write_truth(out: Path, config: SynthConfig, truth: pd.DataFrame) -> None:
             "transplant_code": TRANSPLANT_CODE,
         },
         "missing_completely_at_random": {t: miss for t, _, _, miss, _ in LABS},
-        "config": {"patients": config.patients, "sites": config.sites, "seed": config.seed},
+        "config": {
+            "patients": config.patients,
+            "sites": config.sites,
+            "seed": config.seed,
+            "notes": config.notes,
+            "images": config.images,
+        },
     }
     jtmp = stem.with_name(stem.name + ".truth.json.tmp")
     jtmp.write_text(json.dumps(doc, indent=2))
