@@ -16,8 +16,8 @@ from toolkit.serve.settings import Settings
 @pytest.fixture(scope="module")
 def server(gbsg2_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real uvicorn server on a loopback port serving the gbsg2 bundle."""
-    feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
-    app = create_app(Settings(agents_dir=gbsg2_bundle.parent, feedback_path=feedback))
+    audit = tmp_path_factory.mktemp("audit") / "audit.sqlite"
+    app = create_app(Settings(agents_dir=gbsg2_bundle.parent, auth="off", audit_path=audit))
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from toolkit.agents.bundle import MODEL_PICKLE, verify_bundle
 from toolkit.agents.contract import AgentContract, Impute, InputSpec
+from toolkit.agents.scoring import RowScorer, verified_row_scorer
 from toolkit.analysis.predict.models import RiskModel
 from toolkit.errors import AgentError, InputValidationError, MissingDataError
 
@@ -75,6 +76,8 @@ class Agent:
         self.contract = contract
         self.model = model
         self.bundle_hash = bundle_hash
+        # the pandas-free scorer for one patient (None: use the model's frame path)
+        self._scorer: RowScorer | None = verified_row_scorer(model)
 
     @property
     def name(self) -> str:
@@ -182,12 +185,18 @@ class Agent:
     def _row(self, values: Mapping[str, Any]) -> pd.DataFrame:
         return pd.DataFrame([{f: values[f] for f in self.model.features_in_}])
 
+    def _score(self, values: Mapping[str, Any]) -> tuple[float, dict[str, float]]:
+        """(risk, {input: contribution}) for one patient's validated values."""
+        if self._scorer is not None:
+            return self._scorer.score(values)
+        row = self._row(values)
+        contrib = self.model.contributions(row).iloc[0]
+        return float(self.model.predict_risk(row)[0]), {str(k): float(contrib[k]) for k in contrib.index}
+
     def predict(self, inputs: Mapping[str, Any], *, top: int = 3) -> Prediction:
         values, warnings, imputed = self.validate(inputs)
-        row = self._row(values)
-        risk = float(self.model.predict_risk(row)[0])
-        contrib = self.model.contributions(row).iloc[0]
-        order = sorted(contrib.index, key=lambda k: -abs(float(contrib[k])))
+        risk, contrib = self._score(values)
+        order = sorted(contrib, key=lambda k: -abs(contrib[k]))
         contributions = tuple(
             Contribution(k, values[k], float(contrib[k]), "raises risk" if contrib[k] > 0 else "lowers risk")
             for k in (order if top <= 0 else order[:top])

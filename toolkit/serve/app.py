@@ -1,224 +1,153 @@
-"""The FastAPI application: CDS Hooks 2.0 services and a REST API over loaded agent bundles.
+"""The FastAPI application: CDS Hooks 2.0, REST, MCP over streamable HTTP, metrics, demo page.
 
 Built by :func:`create_app`; nothing is loaded at import time.  Toolkit errors are mapped to
 HTTP answers in one place (:func:`_install_error_handlers`); messages name fields, never values.
+Every request passes :class:`~toolkit.serve.limits.Guard` (auth, size, timeout, metrics) first.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
-import uuid
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
-from toolkit.agents.fhir import map_inputs, prefetch_templates, resources_of
-from toolkit.agents.load import Agent, Prediction
 from toolkit.errors import AgentError, InputValidationError, MissingDataError, ToolkitError
+from toolkit.serve.cds_hooks import cds_router
+from toolkit.serve.limits import Guard
+from toolkit.serve.metrics import CONTENT_TYPE
+from toolkit.serve.rest import rest_router
+from toolkit.serve.service import Runtime, card_for, load_agents
 from toolkit.serve.settings import Settings
+
+__all__ = ["card_for", "create_app", "load_agents"]
 
 log = logging.getLogger("regent.serve")
 
 
-def load_agents(folder: Path) -> dict[str, Agent]:
-    """Every valid bundle in ``folder``; for each agent name the highest version wins."""
-    agents: dict[str, Agent] = {}
-    for d in sorted(Path(folder).glob("*/SHA256SUMS")):
-        agent = Agent.load(d.parent)
-        cur = agents.get(agent.name)
-        if cur is None or _vkey(agent.version) > _vkey(cur.version):
-            agents[agent.name] = agent
-    return agents
-
-
-def _vkey(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split(".") if x.isdigit())
-
-
-def card_for(agent: Agent, p: Prediction, used: list[Any], base: str) -> dict[str, Any]:
-    """A CDS Hooks 2.0 card from a prediction."""
-    dates = {u.input: u.date for u in used}
-    lines = [f"**{p.summary}**", "", "Top contributing factors:"]
-    for c in p.contributions:
-        when = f" ({dates[c.input]})" if dates.get(c.input) else ""
-        label = next((i.label or i.name for i in agent.contract.inputs if i.name == c.input), c.input)
-        lines.append(f"- {label}: {c.value}{when} — {c.direction}")
-    if p.warnings:
-        lines += ["", "Data notes:"] + [f"- {w}" for w in p.warnings]
-    card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
-        "summary": p.summary[:139],
-        "indicator": p.indicator,
-        "detail": "\n".join(lines),
-        "source": {
-            "label": f"{agent.contract.title} (Regent agent {agent.name} v{agent.version})",
-            "url": f"{base}/agents/{agent.name}/model-card",
-        },
-    }
-    if p.suggestion:
-        card["suggestions"] = [{"label": p.suggestion, "uuid": str(uuid.uuid4()), "isRecommended": True}]
-        card["selectionBehavior"] = "at-most-one"
-    return card
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The server for every bundle in ``settings.agents_dir`` (settings from the environment if None)."""
     settings = settings or Settings.from_env()
+    rt = Runtime.start(settings)
+    mcp_manager = None
+    if settings.mcp_http:
+        from toolkit.serve.mcp import build_mcp_server, http_app
+
+        mcp_asgi, mcp_manager = http_app(rt, build_mcp_server(rt))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if mcp_manager is None:
+            yield
+            return
+        async with mcp_manager.run():
+            yield
+
     app = FastAPI(
-        title="Regent agent server", version="1", description="CDS Hooks 2.0 and REST for Regent agents"
+        title="Regent agent server",
+        version="1",
+        description="CDS Hooks 2.0, REST and MCP for Regent agents. POST endpoints need a JWT "
+        "(CDS Hooks client authentication; aud = the called URL) or, for REST and MCP, an X-API-Key.",
+        lifespan=lifespan,
     )
+    app.state.runtime = rt
     app.state.settings = settings
-    app.state.agents = load_agents(settings.agents_dir)
-    app.state.feedback_lock = threading.Lock()
+    app.state.agents = rt.agents
     _install_error_handlers(app)
 
-    def agent_or_404(agent_id: str) -> Agent:
-        a = app.state.agents.get(agent_id)
-        if a is None:
-            raise AgentError(f"unknown agent {agent_id!r}")
-        return a
-
-    def base_url(request: Request) -> str:
-        return settings.base_url or str(request.base_url).rstrip("/")
-
-    @app.get("/healthz")
+    @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", tags=["operations"])
     def readyz() -> JSONResponse:
-        ready = bool(app.state.agents)
-        return JSONResponse(
-            {"ready": ready, "agents": sorted(app.state.agents)}, status_code=200 if ready else 503
+        """Readiness: at least one verified agent is loaded (503 otherwise)."""
+        ready = bool(rt.agents)
+        return JSONResponse({"ready": ready, "agents": sorted(rt.agents)}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus text format: requests, latencies and errors per agent and endpoint."""
+        return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
+
+    app.include_router(cds_router(rt))
+    app.include_router(rest_router(rt))
+    if settings.demo_dir is not None:
+        from toolkit.serve.demo_page import demo_router
+
+        app.include_router(demo_router(rt, settings.demo_dir))
+    if mcp_manager is not None:
+        app.router.routes.append(Route("/mcp", endpoint=mcp_asgi))
+
+    app.add_middleware(
+        Guard,
+        metrics=rt.metrics,
+        auth=rt.auth,
+        base_url=settings.base_url,
+        max_body=settings.max_body_bytes,
+        timeout=settings.request_timeout_s,
+        loopback_only=settings.auth == "off",
+        agent_names=frozenset(rt.agents),
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "Mcp-Protocol-Version",
+                "Mcp-Session-Id",
+            ],
+            max_age=600,
         )
-
-    @app.get("/cds-services")
-    def discovery() -> dict[str, Any]:
-        services = []
-        for a in app.state.agents.values():
-            for hook in a.contract.hooks:
-                services.append(
-                    {
-                        "hook": hook,
-                        "title": a.contract.title,
-                        "description": a.contract.description,
-                        "id": a.name if hook == "patient-view" else f"{a.name}--{hook}",
-                        "prefetch": prefetch_templates(a.contract),
-                    }
-                )
-        return {"services": services}
-
-    @app.post("/cds-services/{service_id}")
-    async def cds_service(service_id: str, request: Request) -> JSONResponse:
-        name = service_id.split("--")[0]
-        agent = agent_or_404(name)
-        body = await _json_body(request, settings)
-        for key in ("hook", "hookInstance", "context"):
-            if key not in body:
-                raise InputValidationError(f"CDS Hooks request: '{key}' is required")
-        resources = resources_of(body.get("prefetch"))
-        values, used = map_inputs(agent.contract, resources)
-        try:
-            p = agent.predict(values)
-        except MissingDataError as exc:
-            return JSONResponse(
-                {
-                    "error": "missing prefetch data",
-                    "missing": list(exc.fields),
-                    "prefetch": prefetch_templates(agent.contract),
-                },
-                status_code=412,
-            )
-        return JSONResponse({"cards": [card_for(agent, p, used, base_url(request))]})
-
-    @app.post("/cds-services/{service_id}/feedback")
-    async def feedback(service_id: str, request: Request) -> JSONResponse:
-        agent_or_404(service_id.split("--")[0])
-        body = await _json_body(request, settings)
-        items = body.get("feedback")
-        if not isinstance(items, list) or not items:
-            raise InputValidationError("feedback: expected a non-empty 'feedback' list")
-        for i, f in enumerate(items):
-            if (
-                not isinstance(f, dict)
-                or "card" not in f
-                or f.get("outcome") not in ("accepted", "overridden")
-            ):
-                raise InputValidationError(
-                    f"feedback[{i}]: needs 'card' and outcome 'accepted' or 'overridden'"
-                )
-        if settings.feedback_path is not None:
-            with app.state.feedback_lock, settings.feedback_path.open("a", encoding="utf-8") as fh:
-                for f in items:
-                    rec = {
-                        "time": time.time(),
-                        "service": service_id,
-                        "card": f["card"],
-                        "outcome": f["outcome"],
-                        "overrideReason": (f.get("overrideReason") or {}).get("reason", {}).get("code")
-                        if isinstance(f.get("overrideReason"), dict)
-                        else None,
-                    }
-                    fh.write(json.dumps(rec) + "\n")
-        return JSONResponse({}, status_code=200)
-
-    @app.get("/agents")
-    def agents() -> list[dict[str, Any]]:
-        return [
-            {"name": a.name, "version": a.version, "title": a.contract.title, "bundle_sha256": a.bundle_hash}
-            for a in app.state.agents.values()
-        ]
-
-    @app.get("/agents/{agent_id}")
-    def agent_info(agent_id: str) -> dict[str, Any]:
-        a = agent_or_404(agent_id)
-        return {"manifest": a.manifest, "model_card": (a.path / "model_card.md").read_text(encoding="utf-8")}
-
-    @app.get("/agents/{agent_id}/model-card")
-    def model_card(agent_id: str) -> JSONResponse:
-        a = agent_or_404(agent_id)
-        return JSONResponse({"markdown": (a.path / "model_card.md").read_text(encoding="utf-8")})
-
-    @app.post("/agents/{agent_id}/predict")
-    async def predict(agent_id: str, request: Request) -> dict[str, Any]:
-        a = agent_or_404(agent_id)
-        body = await _json_body(request, settings)
-        return a.predict(body.get("inputs", body)).to_dict()
-
-    @app.post("/agents/{agent_id}/explain")
-    async def explain(agent_id: str, request: Request) -> dict[str, Any]:
-        a = agent_or_404(agent_id)
-        body = await _json_body(request, settings)
-        return a.explain(body.get("inputs", body)).to_dict()
-
     return app
 
 
-async def _json_body(request: Request, settings: Settings) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > settings.max_body_bytes:
-        raise _TooLarge()
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise InputValidationError("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InputValidationError("request body must be a JSON object")
-    return body
-
-
-class _TooLarge(ToolkitError):
-    pass
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
+    """422 naming each field and what was expected; the values received are never echoed."""
+    found: dict[str, tuple[int, str]] = {}  # path -> (depth of the error, message)
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        kind = err.get("type")
+        if kind == "json_invalid":
+            return JSONResponse({"error": "request body is not valid JSON", "fields": []}, status_code=422)
+        path = f"inputs.{loc[1]}" if loc[:1] == ["inputs"] and len(loc) > 1 else ".".join(loc[:2]) or "body"
+        leaf = loc[-1] if loc else "body"
+        if kind == "missing":
+            msg = f"'{leaf}' is required"
+        elif kind == "extra_forbidden":
+            msg = "unknown field"
+        else:
+            msg = str(err.get("msg", "invalid"))
+            if leaf in ("value", "unit") and len(loc) > 3:
+                msg = f"{leaf}: {msg}"
+        # a union reports once per branch: keep the deepest (most specific) error
+        if path not in found or len(loc) > found[path][0]:
+            found[path] = (len(loc), msg)
+    lines = [f"{path}: {msg}" for path, (_, msg) in found.items()]
+    names = [p.removeprefix("inputs.") for p in found]
+    return JSONResponse({"error": "; ".join(lines) or "invalid request", "fields": names}, status_code=422)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_error(exc)
+
     @app.exception_handler(MissingDataError)
     async def _missing(request: Request, exc: MissingDataError) -> JSONResponse:
-        return JSONResponse({"error": str(exc), "missing": list(exc.fields)}, status_code=412)
+        return JSONResponse(
+            {"error": str(exc), "missing": list(exc.fields), "fields": list(exc.fields)}, status_code=412
+        )
 
     @app.exception_handler(InputValidationError)
     async def _invalid(request: Request, exc: InputValidationError) -> JSONResponse:
@@ -228,6 +157,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _agent(request: Request, exc: AgentError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=404)
 
-    @app.exception_handler(_TooLarge)
-    async def _large(request: Request, exc: _TooLarge) -> JSONResponse:
-        return JSONResponse({"error": "request body too large"}, status_code=413)
+    @app.exception_handler(ToolkitError)
+    async def _toolkit(request: Request, exc: ToolkitError) -> JSONResponse:
+        log.error("request failed: %s", type(exc).__name__)
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # the exception's text may hold request data: log its type and the route only
+        log.error("unexpected %s on %s", type(exc).__name__, getattr(request.scope.get("route"), "path", "?"))
+        return JSONResponse({"error": "internal error"}, status_code=500)

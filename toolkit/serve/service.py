@@ -1,0 +1,154 @@
+"""What every front door (CDS Hooks, REST, MCP, the demo page) shares: the loaded agents, the
+authenticator, the audit log, the metrics, and one audited prediction call."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.agents.fhir import UsedDatum
+from toolkit.agents.load import Agent, Prediction
+from toolkit.errors import AgentError, InputValidationError, MissingDataError
+from toolkit.serve.audit import AuditLog, inputs_digest
+from toolkit.serve.auth import Authenticator, MemoryJtiCache, Principal, SqliteJtiCache
+from toolkit.serve.metrics import Metrics
+from toolkit.serve.settings import Settings
+
+log = logging.getLogger("regent.serve")
+
+
+def load_agents(folder: Path) -> dict[str, Agent]:
+    """Every valid bundle in ``folder``; for each agent name the highest version wins."""
+    agents: dict[str, Agent] = {}
+    for d in sorted(Path(folder).glob("*/SHA256SUMS")):
+        agent = Agent.load(d.parent)
+        cur = agents.get(agent.name)
+        if cur is None or _vkey(agent.version) > _vkey(cur.version):
+            agents[agent.name] = agent
+    return agents
+
+
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    agents: dict[str, Agent]
+    auth: Authenticator
+    audit: AuditLog | None
+    metrics: Metrics
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        audit = AuditLog(settings.audit_path) if settings.audit_path is not None else None
+        jti = SqliteJtiCache(settings.audit_path) if settings.audit_path is not None else MemoryJtiCache()
+        return cls(settings, load_agents(settings.agents_dir), Authenticator(settings, jti), audit, Metrics())
+
+    def agent(self, name: str) -> Agent:
+        a = self.agents.get(name)
+        if a is None:
+            raise AgentError(f"unknown agent {name!r}; this server has {sorted(self.agents)}")
+        return a
+
+    def record(self, **fields: Any) -> None:
+        if self.audit is not None:
+            self.audit.append(fields)
+
+    def predict(
+        self,
+        agent: Agent,
+        inputs: Mapping[str, Any],
+        *,
+        principal: Principal,
+        kind: str,
+        call: str,
+        explain: bool = False,
+        hook_instance: str | None = None,
+        card_uuid: str | None = None,
+    ) -> Prediction:
+        """One audited prediction; errors are audited with their status and re-raised."""
+        start = time.perf_counter()
+        status, risk = 200, None
+        try:
+            p = agent.explain(inputs) if explain else agent.predict(inputs)
+            risk = p.risk
+            return p
+        except MissingDataError:
+            status = 412
+            raise
+        except InputValidationError:
+            status = 422
+            raise
+        finally:
+            self.record(
+                kind=kind,
+                call=call,
+                hook_instance=hook_instance,
+                agent=agent.name,
+                version=agent.version,
+                bundle_sha256=agent.bundle_hash,
+                auth=principal.method,
+                issuer=principal.issuer,
+                tenant=principal.tenant,
+                jti=principal.jti,
+                client=principal.subject,
+                inputs_sha256=inputs_digest(inputs),
+                risk=risk,
+                card_uuid=card_uuid if status == 200 else None,
+                status=status,
+                latency_ms=round(1000 * (time.perf_counter() - start), 3),
+            )
+
+
+def card_for(agent: Agent, p: Prediction, used: list[UsedDatum], base: str, card_uuid: str) -> dict[str, Any]:
+    """A CDS Hooks 2.0 card from a prediction: risk and horizon, why, the data used, the evidence."""
+    dates = {u.input: u.date for u in used}
+    label = {i.name: i.label or i.name for i in agent.contract.inputs}
+    specs = {i.name: i for i in agent.contract.inputs}
+    lines = [f"**{p.summary}**", "", "Top contributing factors:"]
+    for c in p.contributions:
+        when = f" ({dates[c.input]})" if dates.get(c.input) else ""
+        lines.append(
+            f"- {label.get(c.input, c.input)}: {_shown(c.value, specs.get(c.input))}{when} — {c.direction}"
+        )
+    lines += ["", "Data used:"]
+    for u in used:
+        source = u.resource + (f" {u.code}" if u.code and u.code not in ("birthDate", "gender") else "")
+        if u.code is None and u.resource != "Patient":
+            source = f"no {u.resource} found (taken as absent)"
+        lines.append(f"- {label.get(u.input, u.input)}: {source}" + (f", {u.date}" if u.date else ""))
+    if p.imputed or p.warnings:
+        lines += ["", "Data notes:"] + [f"- {w}" for w in p.warnings]
+    card: dict[str, Any] = {
+        "uuid": card_uuid,
+        "summary": p.summary[:139],
+        "indicator": p.indicator,
+        "detail": "\n".join(lines),
+        "source": {
+            "label": f"{agent.contract.title} (Regent agent {agent.name} v{agent.version})"[:200],
+            "url": f"{base}/agents/{agent.name}/model-card",
+        },
+        "links": [
+            {"label": "Model card", "url": f"{base}/agents/{agent.name}/model-card", "type": "absolute"}
+        ],
+    }
+    if p.suggestion:
+        card["suggestions"] = [{"label": p.suggestion, "uuid": str(uuid.uuid4()), "isRecommended": True}]
+        card["selectionBehavior"] = "at-most-one"
+    return card
+
+
+def _shown(value: Any, spec: Any) -> str:
+    if spec is not None and spec.type == "boolean":
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    unit = getattr(spec, "unit", None)
+    return f"{value} {unit}" if unit and unit != "a" else str(value)
