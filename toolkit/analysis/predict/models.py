@@ -3,18 +3,33 @@
 Every model is a scikit-learn style estimator (``__init__`` stores parameters, ``fit`` returns
 self, fitted state ends in ``_``) over a pandas frame of raw features, with:
 
-* ``fit(X, time, event)`` (survival models) or ``fit(X, time, event)`` using the horizon label
-  for binary models (persons censored before the horizon are left out of a binary fit);
+* ``fit(X, time, event)``: survival models use the times; binary models (``task == "binary"``)
+  use the label at the horizon and are fitted on the persons *evaluable* at it only (persons
+  censored before the horizon are left out; a competing event before it is a 0);
 * ``predict_risk(X)``: absolute risk of the event by ``horizon`` days;
-* ``contributions(X)``: per-feature additive contributions on the model's link scale
-  (Cox: ``beta_j * (x_j - mean_j)``; XGBoost: its built-in SHAP values).
+* ``predict_risk_at(X, times)`` (survival models only): absolute risk by each of ``times``;
+* ``contributions(X)``: per-feature additive contributions on the model's link scale (Cox and
+  logistic: ``beta_j * (x_j - mean_j)`` summed over a feature's design columns; XGBoost: its
+  built-in SHAP values), and ``importance(X)``: their mean absolute value per feature.
 
-A :class:`Preprocessor` (median imputation, optional missing indicators, one-hot coding of
-text columns, standardisation) is fitted inside ``fit`` so cross-validation never leaks.
+Models:
+
+=====================  ======================================================================
+``cox``                Cox PH, absolute risk ``1 - exp(-H0(h) exp(lp))`` (ridge ``penalty``)
+``xgboost_survival``   XGBoost ``survival:cox`` with a Breslow baseline hazard on its margins
+``logistic``           penalised (ridge) logistic regression of the label at the horizon
+``xgboost``            XGBoost ``binary:logistic`` classifier of the label at the horizon
+=====================  ======================================================================
+
+A :class:`Preprocessor` (median imputation, optional missing indicators, log transforms, B-spline
+bases for declared continuous inputs, one-hot coding of text columns, standardisation) is fitted
+inside ``fit``, and so is a declared hyperparameter search (:mod:`toolkit.analysis.predict.
+search`), so cross-validation and the bootstrap never leak.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +38,11 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.design import is_categorical
+from toolkit.analysis.predict.metrics import expit, horizon_label
 from toolkit.analysis.survival.cox import baseline_cumhaz, cox_stats, newton_raphson
-from toolkit.errors import AnalysisError
+from toolkit.errors import AnalysisError, ConvergenceError
+
+SPLINE_SEP = "~s"  # design columns of a spline basis are named ``<feature>~s1``, ``~s2``, ...
 
 
 @dataclass
@@ -34,6 +52,8 @@ class Preprocessor:
     standardize: bool = True
     missing_indicators: bool = False
     log: tuple[str, ...] = ()  # numeric inputs modelled on the log scale (values must be > 0)
+    splines: tuple[str, ...] = ()  # continuous inputs expanded into a cubic B-spline basis
+    spline_knots: int = 4
     numeric_: list[str] = field(default_factory=list)
     categorical_: dict[str, list[str]] = field(default_factory=dict)
     medians_: dict[str, float] = field(default_factory=dict)
@@ -42,11 +62,14 @@ class Preprocessor:
     names_: list[str] = field(default_factory=list)
     ranges_: dict[str, tuple[float, float]] = field(default_factory=dict)
     with_missing_: list[str] = field(default_factory=list)
+    spline_: dict[str, Any] = field(default_factory=dict)
 
     def fit(self, x: pd.DataFrame) -> Preprocessor:
-        self.numeric_, self.categorical_ = [], {}
+        self.numeric_, self.categorical_, self.spline_ = [], {}, {}
         for c in x.columns:
             if is_categorical(x[c]):
+                if c in self.splines:
+                    raise AnalysisError(f"splines: feature {c!r} is categorical; splines need a number")
                 levels = sorted(x[c].dropna().astype(str).unique())
                 self.categorical_[c] = levels
             else:
@@ -58,12 +81,27 @@ class Preprocessor:
                 if raw_col.notna().any():
                     # percentiles, not min/max: an extreme is one patient's value
                     self.ranges_[c] = (float(raw_col.quantile(0.01)), float(raw_col.quantile(0.99)))
+                if c in self.splines:
+                    self.spline_[c] = self._fit_spline(c, col.fillna(med).to_numpy(float))
         self.with_missing_ = [c for c in self.numeric_ if self.missing_indicators and x[c].isna().any()]
         raw = self._raw(x)
         self.means_ = raw.mean(axis=0) if self.standardize else np.zeros(raw.shape[1])
         sd = raw.std(axis=0) if self.standardize else np.ones(raw.shape[1])
         self.scales_ = np.where(sd > 0, sd, 1.0)
         return self
+
+    def _fit_spline(self, c: str, values: np.ndarray) -> Any:
+        from sklearn.preprocessing import SplineTransformer
+
+        if len(np.unique(values)) < self.spline_knots + 2:
+            raise AnalysisError(
+                f"splines: feature {c!r} has {len(np.unique(values))} distinct values; a spline with "
+                f"{self.spline_knots} knots needs at least {self.spline_knots + 2} (model it linearly)"
+            )
+        # knots at quantiles; linear beyond the boundary knots; no constant column (the model has one)
+        return SplineTransformer(
+            n_knots=self.spline_knots, degree=3, knots="quantile", extrapolation="linear", include_bias=False
+        ).fit(values[:, None])
 
     def _numeric(self, x: pd.DataFrame, c: str) -> pd.Series:
         col = x[c].astype(float)
@@ -75,8 +113,15 @@ class Preprocessor:
         for c in self.numeric_:
             if c not in x.columns:
                 raise AnalysisError(f"feature {c!r} is missing from the input")
-            cols.append(self._numeric(x, c).fillna(self.medians_[c]).to_numpy(float))
-            names.append(f"log_{c}" if c in self.log else c)
+            values = self._numeric(x, c).fillna(self.medians_[c]).to_numpy(float)
+            name = f"log_{c}" if c in self.log else c
+            if c in self.spline_:
+                basis = np.asarray(self.spline_[c].transform(values[:, None]))
+                cols.extend(basis.T)
+                names.extend(f"{name}{SPLINE_SEP}{j + 1}" for j in range(basis.shape[1]))
+            else:
+                cols.append(values)
+                names.append(name)
         for c in self.with_missing_:
             cols.append(x[c].isna().to_numpy(dtype=float))
             names.append(f"{c}_missing")
@@ -95,7 +140,7 @@ class Preprocessor:
 
     def feature_of(self, name: str) -> str:
         """The raw input a design column comes from (``tgrade=II`` -> ``tgrade``)."""
-        base = name.split("=")[0].removesuffix("_missing")
+        base = name.split("=")[0].split(SPLINE_SEP)[0].removesuffix("_missing")
         return base.removeprefix("log_") if base.startswith("log_") and base[4:] in self.log else base
 
 
@@ -119,15 +164,52 @@ class RiskModel:
     """Base of all risk models."""
 
     kind = "base"
-    task = "survival"
+    task = "survival"  # "survival": fitted on (time, event); "binary": on the label at the horizon
+    standardize = True
+    linear = False  # a linear predictor over design columns: splines are allowed
+    PARAMS: frozenset[str] = frozenset()
+    COMMON = frozenset({"log", "seed", "spline_knots"})
 
-    def __init__(self, *, horizon: float, features: Sequence[str] | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        *,
+        horizon: float,
+        features: Sequence[str] | None = None,
+        splines: Sequence[str] = (),
+        search: Mapping[str, Sequence[Any]] | None = None,
+        search_folds: int = 3,
+        search_metric: str = "brier_ipcw",
+        **params: Any,
+    ) -> None:
         self.horizon = float(horizon)
         self.features = list(features) if features is not None else None
+        self.splines = tuple(splines)
+        self.search = {k: list(v) for k, v in (search or {}).items()}
+        self.search_folds = int(search_folds)
+        self.search_metric = search_metric
         self.params = dict(params)
+        allowed = self.PARAMS | self.COMMON
+        for k in [*self.params, *self.search]:
+            if k not in allowed:
+                raise AnalysisError(f"{self.kind}: unknown parameter {k!r}; available: {sorted(allowed)}")
+        if self.splines and not self.linear:
+            raise AnalysisError(f"{self.kind}: splines apply to linear models (cox, logistic) only")
+        if self.horizon <= 0:
+            raise AnalysisError(f"{self.kind}: the horizon must be positive; got {horizon}")
 
     def get_params(self) -> dict[str, Any]:
-        return {"horizon": self.horizon, "features": self.features, **self.params}
+        return {
+            "horizon": self.horizon,
+            "features": self.features,
+            "splines": list(self.splines),
+            "search": self.search,
+            **self.params,
+        }
+
+    def _clone(self, extra: Mapping[str, Any]) -> RiskModel:
+        return type(self)(
+            horizon=self.horizon, features=self.features, splines=self.splines, **{**self.params, **extra}
+        )
 
     def _x(self, x: pd.DataFrame) -> pd.DataFrame:
         cols = self.features_in_
@@ -137,16 +219,54 @@ class RiskModel:
         return x[cols]
 
     def fit(self, x: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> RiskModel:
+        time = np.asarray(time, float)
+        event = np.asarray(event).astype(int)
         self.features_in_ = list(self.features) if self.features is not None else list(x.columns)
-        self.pre_ = Preprocessor(standardize=self.standardize, log=tuple(self.params.get("log", ())))
+        self.best_params_: dict[str, Any] = {}
+        self.search_results_: list[dict[str, Any]] = []
+        if self.search:
+            from toolkit.analysis.predict.search import select_params
+
+            self.best_params_, self.search_results_ = select_params(
+                self._clone,
+                x,
+                time,
+                event,
+                search=self.search,
+                horizon=self.horizon,
+                folds=self.search_folds,
+                metric=self.search_metric,
+                seed=int(self.params.get("seed", 0)),
+            )
+        self.fit_params_ = {**self.params, **self.best_params_}
+        self.pre_ = Preprocessor(
+            standardize=self.standardize,
+            log=tuple(self.fit_params_.get("log", ())),
+            splines=self.splines,
+            spline_knots=int(self.fit_params_.get("spline_knots", 4)),
+        )
         self.pre_.fit(self._x(x))
         z = self.pre_.transform(self._x(x))
-        self._fit(z, np.asarray(time, float), (np.asarray(event).astype(int) == 1).astype(float))
+        if self.task == "binary":
+            label = horizon_label(time, event, self.horizon)
+            keep = ~np.isnan(label)
+            y = label[keep]
+            if len(y) == 0 or y.min() == y.max():
+                raise AnalysisError(
+                    f"{self.kind}: the label at {self.horizon:g} days has a single class among the "
+                    f"{len(y)} evaluable persons; a binary model cannot be fitted"
+                )
+            self.n_fit_ = int(keep.sum())
+            self._fit_binary(z[keep], y)
+        else:
+            self.n_fit_ = len(time)
+            self._fit(z, time, (event == 1).astype(float))
         return self
 
-    standardize = True
-
     def _fit(self, z: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _fit_binary(self, z: np.ndarray, y: np.ndarray) -> None:
         raise NotImplementedError
 
     def predict_lp(self, x: pd.DataFrame) -> np.ndarray:
@@ -154,6 +274,9 @@ class RiskModel:
 
     def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
+
+    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
+        raise AnalysisError(f"{self.kind}: a binary model predicts risk at its horizon only")
 
     def design_contributions(self, x: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         raise NotImplementedError
@@ -165,24 +288,46 @@ class RiskModel:
         grouped = frame.T.groupby([self.pre_.feature_of(n) for n in names], sort=False).sum().T
         return grouped[[c for c in self.features_in_ if c in grouped.columns]]
 
+    def importance(self, x: pd.DataFrame) -> dict[str, float]:
+        """Global importance: mean absolute contribution of each input over ``x``, largest first."""
+        mean_abs = self.contributions(x).abs().mean(axis=0)
+        return {str(k): float(v) for k, v in mean_abs.sort_values(ascending=False).items()}
+
     @property
     def training_ranges(self) -> Mapping[str, tuple[float, float]]:
         return self.pre_.ranges_
 
 
-class CoxRiskModel(RiskModel):
+class _SurvivalBaseline:
+    """Absolute risk from a linear predictor and a (coarse) baseline cumulative hazard."""
+
+    base_times_: np.ndarray
+    base_cumhaz_: np.ndarray
+
+    def _h0(self, t: float) -> float:
+        i = int(np.searchsorted(self.base_times_, t, side="right")) - 1
+        return 0.0 if i < 0 else float(self.base_cumhaz_[i])
+
+    def _risk_at(self, lp: np.ndarray, times: Sequence[float]) -> np.ndarray:
+        h0 = np.array([self._h0(float(t)) for t in times])
+        return np.asarray(1.0 - np.exp(-h0[None, :] * np.exp(lp)[:, None]))
+
+
+class CoxRiskModel(_SurvivalBaseline, RiskModel):
     """Cox PH as a predictor of absolute risk: ``1 - exp(-H0(h) * exp(lp))`` (Breslow/Efron H0).
 
     ``penalty`` adds a ridge term to stabilise fits with many features (0 = plain Cox).
     """
 
     kind = "cox"
+    linear = True
+    PARAMS = frozenset({"penalty", "ties"})
 
     def _fit(self, z: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
         if event.sum() == 0:
             raise AnalysisError("cox: no events in the training data")
-        penalty = float(self.params.get("penalty", 0.0))
-        ties = self.params.get("ties", "efron")
+        penalty = float(self.fit_params_.get("penalty", 0.0))
+        ties = self.fit_params_.get("ties", "efron")
 
         def fn(b: np.ndarray):
             s = cox_stats(z, time, event, None, b, ties=ties)
@@ -199,15 +344,14 @@ class CoxRiskModel(RiskModel):
             *baseline_cumhaz(z, time, event, self.coef_, ties=ties), keep=(self.horizon,)
         )
 
-    def _h0(self, t: float) -> float:
-        i = int(np.searchsorted(self.base_times_, t, side="right")) - 1
-        return 0.0 if i < 0 else float(self.base_cumhaz_[i])
-
     def predict_lp(self, x: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.pre_.transform(self._x(x)) @ self.coef_)
 
     def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
         return np.asarray(1.0 - np.exp(-self._h0(self.horizon) * np.exp(self.predict_lp(x))))
+
+    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
+        return self._risk_at(self.predict_lp(x), times)
 
     def design_contributions(self, x: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         z = self.pre_.transform(self._x(x))
@@ -221,12 +365,26 @@ class CoxRiskModel(RiskModel):
         }
 
 
-class XGBSurvivalModel(RiskModel):
-    """XGBoost with the ``survival:cox`` objective, made absolute by a Breslow baseline hazard
-    estimated on the training margins."""
+XGB_PARAMS = frozenset(
+    {
+        "max_depth",
+        "eta",
+        "subsample",
+        "colsample_bytree",
+        "min_child_weight",
+        "num_boost_round",
+        "reg_lambda",
+        "reg_alpha",
+        "gamma",
+        "nthread",
+        "max_bin",
+    }
+)
 
-    kind = "xgboost_survival"
-    standardize = False
+
+class _XGBoost:
+    """Shared XGBoost plumbing: parameters, the DMatrix of preprocessed inputs, SHAP values."""
+
     DEFAULTS: Mapping[str, Any] = {
         "max_depth": 3,
         "eta": 0.05,
@@ -236,52 +394,141 @@ class XGBSurvivalModel(RiskModel):
         "num_boost_round": 300,
         "reg_lambda": 1.0,
     }
+    fit_params_: dict[str, Any]
+    pre_: Preprocessor
+    booster_: Any
 
-    def _fit(self, z: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
+    def _train(self, z: np.ndarray, label: np.ndarray, objective: str, metric: str) -> Any:
         import xgboost as xgb
 
-        params = {**self.DEFAULTS, **{k: v for k, v in self.params.items() if k != "log"}}
+        params = {
+            **self.DEFAULTS,
+            **{k: v for k, v in self.fit_params_.items() if k not in ("log", "spline_knots")},
+        }
         rounds = int(params.pop("num_boost_round"))
         seed = int(params.pop("seed", 0))
-        label = np.where(event == 1, time, -time)  # xgboost: negative = censored
-        label = np.where(label == 0, 1e-6, label)
         dtrain = xgb.DMatrix(z, label=label, feature_names=self.pre_.names_, missing=np.nan)
         booster_params = {
-            "objective": "survival:cox",
-            "eval_metric": "cox-nloglik",
+            "objective": objective,
+            "eval_metric": metric,
             "seed": seed,
             "nthread": int(params.pop("nthread", 1)),
             "verbosity": 0,
             **params,
         }
         self.booster_ = xgb.train(booster_params, dtrain, num_boost_round=rounds)
-        margin = self.booster_.predict(dtrain, output_margin=True)
-        self.base_times_, self.base_cumhaz_ = coarse_baseline(
-            *baseline_cumhaz(margin[:, None], time, event, np.ones(1), ties="breslow"), keep=(self.horizon,)
-        )
+        return dtrain
 
-    def _dmatrix(self, x: pd.DataFrame):
+    def _dmatrix(self, x: pd.DataFrame) -> Any:
         import xgboost as xgb
 
-        raw = self.pre_.transform(self._x(x))
+        raw = self.pre_.transform(self._x(x))  # type: ignore[attr-defined]
         return xgb.DMatrix(raw, feature_names=self.pre_.names_, missing=np.nan)
 
     def predict_lp(self, x: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.booster_.predict(self._dmatrix(x), output_margin=True), float)
-
-    def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
-        i = int(np.searchsorted(self.base_times_, self.horizon, side="right")) - 1
-        h0 = 0.0 if i < 0 else float(self.base_cumhaz_[i])
-        return np.asarray(1.0 - np.exp(-h0 * np.exp(self.predict_lp(x))))
 
     def design_contributions(self, x: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         contrib = self.booster_.predict(self._dmatrix(x), pred_contribs=True)
         return np.asarray(contrib[:, :-1]), list(self.pre_.names_)
 
 
+class XGBSurvivalModel(_XGBoost, _SurvivalBaseline, RiskModel):
+    """XGBoost with the ``survival:cox`` objective, made absolute by a Breslow baseline hazard
+    estimated on the training margins."""
+
+    kind = "xgboost_survival"
+    standardize = False
+    PARAMS = XGB_PARAMS
+
+    def _fit(self, z: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
+        label = np.where(event == 1, time, -time)  # xgboost: negative = censored
+        label = np.where(label == 0, 1e-6, label)
+        dtrain = self._train(z, label, "survival:cox", "cox-nloglik")
+        margin = self.booster_.predict(dtrain, output_margin=True)
+        self.base_times_, self.base_cumhaz_ = coarse_baseline(
+            *baseline_cumhaz(margin[:, None], time, event, np.ones(1), ties="breslow"), keep=(self.horizon,)
+        )
+
+    def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(1.0 - np.exp(-self._h0(self.horizon) * np.exp(self.predict_lp(x))))
+
+    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
+        return self._risk_at(self.predict_lp(x), times)
+
+
+class LogisticRiskModel(RiskModel):
+    """Ridge-penalised logistic regression of the event by the horizon (evaluable persons only).
+
+    ``penalty`` is the ridge strength on standardised design columns (the intercept is not
+    penalised): it maximises ``loglik - penalty/2 * ||beta||^2``; 0 = plain maximum likelihood.
+    Continuous inputs named in ``splines`` enter as cubic B-spline bases.
+    """
+
+    kind = "logistic"
+    task = "binary"
+    linear = True
+    PARAMS = frozenset({"penalty"})
+
+    def _fit_binary(self, z: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+
+        penalty = float(self.fit_params_.get("penalty", 1.0))
+        if penalty < 0:
+            raise AnalysisError(f"logistic: penalty must be >= 0; got {penalty}")
+        model = LogisticRegression(C=1.0 / penalty if penalty > 0 else np.inf, tol=1e-8, max_iter=5000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            try:
+                model.fit(z, y)
+            except ConvergenceWarning:
+                raise ConvergenceError(
+                    "logistic: the fit did not converge in 5000 iterations. Try: a larger penalty; "
+                    "fewer features or spline knots; checking for a feature that separates the outcome"
+                ) from None
+        self.coef_ = np.asarray(model.coef_[0], float)
+        self.intercept_ = float(model.intercept_[0])
+
+    def predict_lp(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.pre_.transform(self._x(x)) @ self.coef_ + self.intercept_)
+
+    def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(expit(self.predict_lp(x)))
+
+    def design_contributions(self, x: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        z = self.pre_.transform(self._x(x))
+        return z * self.coef_, list(self.pre_.names_)
+
+    def coefficients(self) -> dict[str, float]:
+        """Log odds ratios per unit of each design column (undoing the standardisation)."""
+        assert self.pre_.scales_ is not None
+        return {
+            n: float(b / s) for n, b, s in zip(self.pre_.names_, self.coef_, self.pre_.scales_, strict=True)
+        }
+
+
+class XGBClassifierModel(_XGBoost, RiskModel):
+    """XGBoost ``binary:logistic`` classifier of the event by the horizon (evaluable persons only);
+    contributions are SHAP values on the log-odds scale."""
+
+    kind = "xgboost"
+    task = "binary"
+    standardize = False
+    PARAMS = XGB_PARAMS
+
+    def _fit_binary(self, z: np.ndarray, y: np.ndarray) -> None:
+        self._train(z, y, "binary:logistic", "logloss")
+
+    def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(expit(self.predict_lp(x)))
+
+
 MODELS: dict[str, type[RiskModel]] = {
     CoxRiskModel.kind: CoxRiskModel,
     XGBSurvivalModel.kind: XGBSurvivalModel,
+    LogisticRiskModel.kind: LogisticRiskModel,
+    XGBClassifierModel.kind: XGBClassifierModel,
 }
 
 
@@ -291,7 +538,19 @@ def make_model(
     horizon: float,
     features: Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
+    splines: Sequence[str] = (),
+    search: Mapping[str, Sequence[Any]] | None = None,
+    search_folds: int = 3,
+    search_metric: str = "brier_ipcw",
 ) -> RiskModel:
     if kind not in MODELS:
         raise AnalysisError(f"unknown model type {kind!r}; available: {sorted(MODELS)}")
-    return MODELS[kind](horizon=horizon, features=features, **dict(params or {}))
+    return MODELS[kind](
+        horizon=horizon,
+        features=features,
+        splines=splines,
+        search=search,
+        search_folds=search_folds,
+        search_metric=search_metric,
+        **dict(params or {}),
+    )
