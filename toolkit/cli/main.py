@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from toolkit.cli.analyze import analyze_app
 from toolkit.errors import ToolkitError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(study_app, name="study")
 app.add_typer(agent_app, name="agent")
+app.add_typer(analyze_app, name="analyze")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -271,28 +273,11 @@ def agent_explain(bundle: Path, input_file: Annotated[Path, typer.Option("--inpu
 
 
 # --- serve ---------------------------------------------------------------------------------
-@app.command("serve")
-def serve(
-    agents: Annotated[Path, typer.Option(help="Folder of agent bundles")] = Path("dist/agents"),
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8080,
-    workers: Annotated[int, typer.Option()] = 1,
-) -> None:
-    """Serve CDS Hooks 2.0 and REST for every bundle in --agents."""
-    import os
+from toolkit.cli.serve_cmds import audit_app, mcp_command, serve_command  # noqa: E402
 
-    import uvicorn
-
-    os.environ["REGENT_AGENTS_DIR"] = str(agents)
-    uvicorn.run(
-        "toolkit.serve.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+app.command("serve")(serve_command)
+app.command("mcp")(mcp_command)
+app.add_typer(audit_app, name="audit")
 
 
 @app.command("demo")

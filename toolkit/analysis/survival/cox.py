@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from toolkit.analysis.design import design_matrix
+from toolkit.analysis.design import Design, design_matrix
+from toolkit.analysis.survival.phtest import PHTestResult, cox_zph
 from toolkit.errors import AnalysisError, ConvergenceError
 
 Ties = Literal["efron", "breslow"]
@@ -212,6 +213,8 @@ class CoxResult:
     robust: bool = False
     covariance: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     warnings: tuple[str, ...] = ()
+    cause: int = 1  # event code modelled; other codes censored (cause-specific hazards for k >= 2)
+    ph_test: PHTestResult | None = None  # cox.zph (transform "km"), per covariate and global
 
     @property
     def params(self) -> pd.Series:
@@ -220,6 +223,7 @@ class CoxResult:
     def to_dict(self) -> dict[str, object]:
         return {
             "type": "cox",
+            "cause": self.cause,
             "ties": self.ties,
             "n": self.n,
             "events": self.events,
@@ -235,6 +239,7 @@ class CoxResult:
             "robust": self.robust,
             "iterations": self.iterations,
             "coefficients": [t.__dict__ for t in self.terms],
+            "ph_test": self.ph_test.to_dict() if self.ph_test is not None else None,
             "warnings": list(self.warnings),
         }
 
@@ -261,10 +266,13 @@ def fit_cox(
     cluster: str | None = None,
     robust: bool = False,
     conf_level: float = 0.95,
+    cause: int = 1,
 ) -> CoxResult:
     """Fit a Cox model.  Text covariates become indicators against their first sorted level.
 
-    ``event`` == 1 is the event; other values are censored (cause-specific for k >= 2).
+    ``event`` == ``cause`` (default 1) is the event; every other value is censored, so
+    ``cause=k`` fits the cause-specific hazard of competing cause k.  The result carries the
+    proportional-hazards test (R's ``cox.zph``) in ``ph_test``.
     """
     from toolkit.analysis.survival.concordance import concordance_index
 
@@ -279,9 +287,11 @@ def fit_cox(
     design = design_matrix(data, covariates)
     x = design.matrix
     t = data[time].to_numpy(float)
-    d = (data[event].astype(int) == 1).to_numpy().astype(float)
+    d = (data[event].astype(int) == cause).to_numpy().astype(float)
     if d.sum() == 0:
-        raise AnalysisError("Cox: there are no events; a hazard ratio cannot be estimated")
+        raise AnalysisError(
+            f"Cox: there are no events (code {cause} in column {event!r}); a hazard ratio cannot be estimated"
+        )
     const = [n for n, col in zip(design.names, x.T, strict=True) if np.ptp(col) == 0]
     if const:
         raise AnalysisError(f"Cox: covariate(s) {const} are constant; remove them")
@@ -329,6 +339,13 @@ def fit_cox(
             )
         )
     c_index = concordance_index(t, d, x @ beta, strata=sk)
+    try:
+        ph: PHTestResult | None = cox_zph(
+            x, t, d, beta, strata=sk, ties=ties, term_columns=_term_columns(design, covariates)
+        )
+    except AnalysisError as exc:
+        ph = None
+        warnings.append(f"no proportional-hazards test: {exc}")
     return CoxResult(
         tuple(terms),
         ties,
@@ -342,7 +359,20 @@ def fit_cox(
         rse is not None,
         cov,
         tuple(warnings),
+        cause,
+        ph,
     )
+
+
+def _term_columns(design: Design, covariates: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """Design columns of each covariate (a categorical covariate spans its indicators)."""
+    out = []
+    for c in covariates:
+        if c in design.levels:
+            out.append((c, [design.names.index(f"{c}={lv}") for lv in design.levels[c][1:]]))
+        else:
+            out.append((c, [design.names.index(c)]))
+    return out
 
 
 def baseline_cumhaz(
