@@ -109,11 +109,22 @@ def _policy(min_cell: int, disclosure: bool) -> Any:
     return DisclosurePolicy(min_cell=min_cell, enabled=disclosure)
 
 
+def _json_safe(value: Any) -> Any:
+    """Non-finite numbers (an infinite CI limit under separation) become null, as in results.json."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _emit(entry: dict[str, Any], *, as_json: bool, min_cell: int, disclosure: bool) -> None:
     from toolkit.privacy.disclosure import COUNT_KEYS
 
     policy = _policy(min_cell, disclosure)
-    released = policy.scrub(entry, COUNT_KEYS)
+    released = _json_safe(policy.scrub(entry, COUNT_KEYS))
     if as_json:
         sys.stdout.write(json.dumps(released, indent=2, allow_nan=False) + "\n")
         return

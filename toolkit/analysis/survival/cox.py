@@ -308,7 +308,11 @@ def fit_cox(
     null = fn(np.zeros(x.shape[1]))
     beta, final, iters = newton_raphson(fn, x.shape[1])
     if np.any(np.abs(beta) > 20):
-        warnings.append("very large coefficients: possible (quasi-)complete separation")
+        big = [n for n, b in zip(design.names, beta, strict=True) if abs(b) > 20]
+        warnings.append(
+            f"very large coefficients for {big}: possible (quasi-)complete separation; their hazard "
+            "ratios and confidence limits are not meaningful (infinite limits are written as null)"
+        )
     cov = np.linalg.inv(final.information)
     se = np.sqrt(np.diag(cov))
     rse = None
@@ -325,14 +329,15 @@ def fit_cox(
     terms = []
     for j, name in enumerate(design.names):
         z = beta[j] / use_se[j]
+        with np.errstate(over="ignore"):  # separation: exp overflows to inf, flagged above
+            ci = (float(np.exp(beta[j] - z_crit * use_se[j])), float(np.exp(beta[j] + z_crit * use_se[j])))
         terms.append(
             CoxTerm(
                 name,
                 float(beta[j]),
                 float(se[j]),
                 float(np.exp(beta[j])),
-                float(np.exp(beta[j] - z_crit * use_se[j])),
-                float(np.exp(beta[j] + z_crit * use_se[j])),
+                *ci,
                 float(z),
                 float(2 * stats.norm.sf(abs(z))),
                 None if rse is None else float(rse[j]),
@@ -345,7 +350,7 @@ def fit_cox(
         )
     except AnalysisError as exc:
         ph = None
-        warnings.append(f"no proportional-hazards test: {exc}")
+        warnings.append(f"{exc}; no proportional-hazards test")
     return CoxResult(
         tuple(terms),
         ties,

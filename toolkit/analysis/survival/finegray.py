@@ -276,21 +276,29 @@ def fine_gray(
     null = fn(np.zeros(x.shape[1]))
     beta, final, iters = newton_raphson(fn, x.shape[1], max_iter=max_iter, what="Fine-Gray")
     if np.any(np.abs(beta) > 20):
-        warnings.append("very large coefficients: possible (quasi-)complete separation")
+        big = [n for n, b in zip(design.names, beta, strict=True) if abs(b) > 20]
+        warnings.append(
+            f"very large coefficients for {big}: possible (quasi-)complete separation; their "
+            "subdistribution hazard ratios and confidence limits are not meaningful"
+        )
     cov = _sandwich(prepared, beta, final.information)
     se = np.sqrt(np.diag(cov))
     zc = float(stats.norm.ppf(1 - (1 - conf_level) / 2))
     terms = []
     for j, name in enumerate(design.names):
         z = beta[j] / se[j]
+        with np.errstate(over="ignore"):  # separation: exp overflows to inf, flagged above
+            shr = (
+                float(np.exp(beta[j])),
+                float(np.exp(beta[j] - zc * se[j])),
+                float(np.exp(beta[j] + zc * se[j])),
+            )
         terms.append(
             FineGrayTerm(
                 name,
                 float(beta[j]),
                 float(se[j]),
-                float(np.exp(beta[j])),
-                float(np.exp(beta[j] - zc * se[j])),
-                float(np.exp(beta[j] + zc * se[j])),
+                *shr,
                 float(z),
                 float(2 * stats.norm.sf(abs(z))),
             )

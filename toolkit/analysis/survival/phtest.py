@@ -162,6 +162,6 @@ def _score_row(name: str, u: np.ndarray, imat: np.ndarray, df: int) -> PHTestRow
     except np.linalg.LinAlgError:
         raise AnalysisError(
             f"proportional-hazards test: the information matrix for {name!r} is singular "
-            "(a covariate constant within the event times?)"
+            "(all events at one time, or a covariate constant over the event times)"
         ) from None
     return PHTestRow(name, chisq, df, float(stats.chi2.sf(chisq, df)))
