@@ -1,31 +1,64 @@
 from __future__ import annotations
 
-import threading
-import time
+import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
+import yaml
 
-from toolkit.cli.demo import free_port
+from tests.serve.helpers import API_KEY, ISS, Keys, running
 from toolkit.serve.app import create_app
 from toolkit.serve.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def server(gbsg2_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn server on a loopback port serving the gbsg2 bundle."""
+    """A real uvicorn server on a loopback port serving the gbsg2 bundle, auth off (loopback only)."""
     audit = tmp_path_factory.mktemp("audit") / "audit.sqlite"
-    app = create_app(Settings(agents_dir=gbsg2_bundle.parent, auth="off", audit_path=audit))
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "server did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with running(create_app(Settings(agents_dir=gbsg2_bundle.parent, auth="off", audit_path=audit))) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class Secure:
+    url: str
+    keys: Keys
+    audit: Path
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return Keys(tmp_path_factory.mktemp("jwks"))
+
+
+def secure_settings(bundle_dir: Path, keys: Keys, folder: Path, **extra: object) -> Settings:
+    issuers = folder / "issuers.yaml"
+    issuers.write_text(
+        yaml.safe_dump({"issuers": [{"iss": ISS, "jwks_file": str(keys.jwks_file), "tenant": "hospital-a"}]}),
+        encoding="utf-8",
+    )
+    return Settings.model_validate(
+        {
+            "agents_dir": bundle_dir,
+            "issuers_file": issuers,
+            "api_keys": [{"name": "portal", "sha256": hashlib.sha256(API_KEY.encode()).hexdigest()}],
+            "audit_path": folder / "audit.sqlite",
+            "cors_origins": ["https://ehr.example.org"],
+            "demo_dir": REPO / "agents",
+            **extra,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def secure(gbsg2_bundle: Path, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    """The gbsg2 server with auth required: issuer allowlist + JWKS file, an API key, audit, CORS."""
+    folder = tmp_path_factory.mktemp("secure")
+    settings = secure_settings(gbsg2_bundle.parent, keys, folder)
+    with running(create_app(settings)) as url:
+        yield Secure(url, keys, folder / "audit.sqlite", settings)
