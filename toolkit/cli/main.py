@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from toolkit.cli.analyze import analyze_app
+from toolkit.cli.multimodal import images_app, notes_app
 from toolkit.errors import ToolkitError
 
 app = typer.Typer(
@@ -27,6 +28,8 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(study_app, name="study")
 app.add_typer(agent_app, name="agent")
+app.add_typer(notes_app, name="notes")
+app.add_typer(images_app, name="images")
 app.add_typer(analyze_app, name="analyze")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -86,11 +89,16 @@ def registry_synth(
     sites: Annotated[int, typer.Option()] = 3,
     seed: Annotated[int, typer.Option()] = 0,
     out_path: Annotated[Path, typer.Option("--out")] = Path("data/hf.duckdb"),
+    notes: Annotated[bool, typer.Option(help="Clinical notes (+ annotation and PHI tables)")] = True,
+    images: Annotated[bool, typer.Option(help="DICOM images under <name>.images/ (+ annotations)")] = True,
 ) -> None:
-    """Build the synthetic heart-failure registry (truth written beside it)."""
+    """Build the synthetic heart-failure registry (truth written beside it).
+
+    --no-notes --no-images gives the structured registry alone (the same persons, events and
+    outcomes), for large benchmarks."""
     from toolkit.registry.synth.heart_failure import SynthConfig, synthesize, truth_paths
 
-    path = synthesize(out_path, SynthConfig(patients, sites, seed))
+    path = synthesize(out_path, SynthConfig(patients, sites, seed, notes=notes, images=images))
     tj, tp = truth_paths(path)
     out.print(f"wrote {path}\ntruth: {tj} and {tp}")
 

@@ -4,6 +4,11 @@ Steps: registry -> cohort -> features -> analyses -> models -> report.  Each ste
 cached under ``OUT/.cache`` by a hash of its own spec and its inputs' hashes, so re-running after
 changing only a model re-uses the cohort and the features, and a crashed run resumes from the
 last finished step.  A failing step ends the tracker's run as FAILED with the error.
+
+A run writes ``OUT/.cache/state.json`` (``running`` -> ``finished``/``failed``).  A run that finds
+``running`` there from a process that no longer exists knows the earlier run was killed: it
+re-uses that run's finished steps, closes its tracker run as KILLED (it could not close itself) and
+records ``resumed_from``.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from toolkit.analysis.predict.models import RiskModel
 from toolkit.cohort.compile import compile_cohort
 from toolkit.cohort.run import CohortResult, DuckDBBackend, execute
 from toolkit.cohort.spec import CohortSpec
-from toolkit.errors import ToolkitError
-from toolkit.features.windows import feature_matrix, window_features
+from toolkit.errors import StudySpecError, ToolkitError
+from toolkit.features.fusion import build_features
 from toolkit.io import atomic_dir, atomic_write_json
 from toolkit.privacy.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.registry.store import Registry
@@ -69,10 +74,11 @@ def resolve_registry(spec: StudySpec, base: Path, override: Path | None = None) 
     from toolkit.registry.synth.heart_failure import SynthConfig, synthesize
 
     s = src.synthetic
-    out = data_dir() / "registries" / f"synthetic-hf-p{s.patients}-s{s.sites}-seed{s.seed}.duckdb"
+    media = ("" if s.notes else "-nonotes") + ("" if s.images else "-noimages")
+    out = data_dir() / "registries" / f"synthetic-hf-p{s.patients}-s{s.sites}-seed{s.seed}{media}.duckdb"
     if not out.exists():
-        synthesize(out, SynthConfig(s.patients, s.sites, s.seed))
-    return out, f"synthetic:patients={s.patients},sites={s.sites},seed={s.seed}"
+        synthesize(out, SynthConfig(s.patients, s.sites, s.seed, notes=s.notes, images=s.images))
+    return out, f"synthetic:patients={s.patients},sites={s.sites},seed={s.seed}{media}"
 
 
 def code_version() -> dict[str, str]:
@@ -112,22 +118,45 @@ class StudyRun:
     plots: dict[str, bytes]
     computed: list[str] = field(default_factory=list)
     run_id: str | None = None
+    resumed_from: str | None = None  # the tracker run of an interrupted run this one resumed
+    experiment_id: str | None = None
+    tracking_uri: str | None = None
 
     @property
     def report_path(self) -> Path:
         return self.out / "report.html"
 
+    @property
+    def policy(self) -> DisclosurePolicy:
+        """The study's disclosure policy, for tables a notebook computes itself."""
+        d = self.spec.disclosure
+        return DisclosurePolicy(d.min_cell, d.rounding, d.enabled)
+
+    @property
+    def flow(self) -> Any:
+        """The cohort flow after disclosure control (what the report shows); renders as a diagram."""
+        from toolkit.study.display import Flow
+
+        return Flow(self.results["cohort"]["attrition"], self.spec.disclosure.min_cell)
+
+    def figure(self, name: str) -> Any:
+        """A plot of this run by name (``km_<analysis>``, ``forest_<analysis>``, ``calibration_<model>``)."""
+        from toolkit.study.display import Figure
+
+        if name not in self.plots:
+            raise KeyError(f"no plot {name!r}; available: {sorted(self.plots)}")
+        return Figure(name, self.plots[name])
+
+    def model_table(self) -> pd.DataFrame:
+        """One row per model: cross-validated metrics with 95% CIs (what a notebook compares)."""
+        from toolkit.study.display import model_table
+
+        return model_table(self.results)
+
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{name}</td><td>{m['type']}</td><td>{m['metrics'].get('c_harrell_mean', float('nan')):.3f} "
-            f"({m['metrics'].get('c_harrell_lower', float('nan')):.3f}–{m['metrics'].get('c_harrell_upper', float('nan')):.3f})</td></tr>"
-            for name, m in self.results["models"].items()
-        )
-        return (
-            f"<h3>{self.spec.title or self.spec.name}</h3><p>Cohort: {self.results['cohort']['n']} persons; "
-            f"run {self.run_id or '(untracked)'}; report: {self.report_path}</p>"
-            f"<table><tr><th>model</th><th>type</th><th>CV C-index (95% CI)</th></tr>{rows}</table>"
-        )
+        from toolkit.study.display import study_run_html
+
+        return study_run_html(self)
 
 
 class _Cache:
@@ -148,6 +177,76 @@ class _Cache:
         with tmp.open("wb") as fh:
             pickle.dump(value, fh)
         tmp.replace(self.root / f"{key}.pkl")
+
+    # --- the run state: which run owns OUT, which steps it finished, how it ended ---------------
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    def claim(self) -> dict[str, Any] | None:
+        """Take OUT for this process; return the state of an earlier run that was interrupted.
+
+        Refuses when a live process is running a study into the same OUT.
+        """
+        self._state: dict[str, Any] = {"status": "starting", "pid": os.getpid(), "steps": []}
+        try:
+            old = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict) or old.get("status") != "running":
+            return None
+        pid = int(old.get("pid") or 0)
+        if pid and pid != os.getpid() and _alive(pid):
+            raise StudySpecError(
+                f"{self.root.parent}: another study run (process {pid}) is writing here; "
+                "wait for it to finish or choose another --out"
+            )
+        return old
+
+    def state(self, *, status: str | None = None, step: str | None = None, run_id: str | None = None) -> None:
+        if status is not None:
+            self._state["status"] = status
+        if run_id is not None:
+            self._state["run_id"] = run_id
+        if step is not None and step not in self._state["steps"]:
+            self._state["steps"].append(step)
+        atomic_write_json(self.state_path, self._state)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _close_interrupted(tracker: Tracker, old_run_id: str, new_run_id: str | None) -> None:
+    """An interrupted run could not end its tracker run; end it now so it is never left RUNNING."""
+    close = getattr(tracker, "close_run", None)
+    if close is not None:
+        close(
+            old_run_id,
+            "KILLED",
+            f"the process ended before the run finished; resumed by run {new_run_id or '(untracked)'}",
+        )
+
+
+def _prefixed(say: Callable[[str], object], prefix: str) -> Callable[[str], object]:
+    return lambda msg: say(prefix + msg)
+
+
+def planned_steps(spec: StudySpec) -> list[str]:
+    """The names of the steps a run of ``spec`` goes through, in order (for progress bars)."""
+    return [
+        "cohort",
+        "features",
+        *(f"analysis {a.name}" for a in spec.analyses),
+        *(f"model {m.name}" for m in spec.models),
+        "report",
+    ]
 
 
 def _clean(value: Any) -> Any:
@@ -173,7 +272,14 @@ def run_study(
     progress: Callable[[str], object] | None = None,
     fail_after: str | None = None,
 ) -> StudyRun:
-    """Run a study folder end to end.  ``fail_after`` (tests only) raises after the named step."""
+    """Run a study folder end to end.
+
+    ``use_cache`` (the CLI's ``--resume``, on by default) re-uses every step whose inputs are
+    unchanged, including the finished steps of a run that crashed or was killed.  ``progress``
+    is called with each step's name as it starts (see :func:`planned_steps`) and with
+    ``"model NAME: fold i/k"`` inside cross-validation.  ``fail_after`` (tests only) raises after
+    the named step.
+    """
     spec, base = load_study(study)
     source = str(Path(study) / "study.yaml" if Path(study).is_dir() else study)
     tracker = tracker or NullTracker()
@@ -196,13 +302,20 @@ def run_study(
             feature_cols = list(compiled.columns)
             validate_references(spec, source=source, cohort_columns=feature_cols)
             cache = _Cache(out, use_cache)  # created only once the study is known to be valid
+            interrupted = cache.claim()
             spec_hash = _hash(spec.model_dump(mode="json"))
-            tracker.start(
-                f"regent/{spec.name}",
-                f"{spec.name}",
-                {"regent.study": spec.name, "regent.spec_hash": spec_hash},
-            )
+            tags = {"regent.study": spec.name, "regent.spec_hash": spec_hash}
+            if interrupted and interrupted.get("run_id"):
+                tags["regent.resumed_from" if use_cache else "regent.supersedes"] = interrupted["run_id"]
+            tracker.start(f"regent/{spec.name}", f"{spec.name}", tags)
             started = True
+            cache.state(status="running", run_id=tracker.run_id)
+            resumed_from = None
+            if interrupted:
+                if interrupted.get("run_id"):
+                    _close_interrupted(tracker, interrupted["run_id"], tracker.run_id)
+                if use_cache:
+                    resumed_from = interrupted.get("run_id") or "(untracked)"
             # --- cohort ---
             say("cohort")
             ckey = "cohort-" + _hash(spec.cohort.model_dump(mode="json"), digest)
@@ -211,6 +324,7 @@ def run_study(
                 cohort = execute(compiled, backend)
                 cache.put(ckey, cohort)
                 computed.append("cohort")
+            cache.state(step="cohort")
             if fail_after == "cohort":
                 raise RuntimeError("injected failure after cohort (test hook)")
             # --- features ---
@@ -218,20 +332,20 @@ def run_study(
             fkey = "features-" + _hash(spec.features.model_dump(mode="json"), spec.cohort.concept_sets, ckey)
             frame = cache.get(fkey)
             if frame is None:
-                windows = window_features(
+                # structured, note and imaging features joined (toolkit.features.fusion)
+                fused = build_features(
                     cohort.cohort,
-                    reg.con,
+                    reg,
                     spec.features,
                     concept_sets={k: v for k, v in spec.cohort.concept_sets.items() if isinstance(v, list)},
                     source=f"{source}: features",
+                    base=base,
                 )
-                frame = feature_matrix(
-                    cohort.cohort,
-                    windows,
-                    [c for c in cohort.cohort.columns if c not in ("person_id", "index_time")],
-                )
+                frame = fused.frame
+                frame.attrs["data_quality"] = fused.quality_counts().to_dict("records")
                 cache.put(fkey, frame)
                 computed.append("features")
+            cache.state(step="features")
             if fail_after == "features":
                 raise RuntimeError("injected failure after features (test hook)")
         params = {
@@ -256,20 +370,26 @@ def run_study(
                 hit = run_analysis(a, frame, policy)
                 cache.put(akey, hit)
                 computed.append(f"analysis:{a.name}")
+            cache.state(step=f"analysis:{a.name}")
             analyses[a.name], pl = hit
             plots.update(pl)
         models: dict[str, RiskModel] = {}
         model_results: dict[str, Any] = {}
         for m in spec.models:
             say(f"model {m.name}")
-            mkey = f"model-{m.name}-" + _hash(
-                m.model_dump(mode="json"), spec.validation.model_dump(), spec.seed, fkey
+            mkey = f"model-{m.name}-" + _hash(  # disclosure settings shape the released tables
+                m.model_dump(mode="json"),
+                spec.validation.model_dump(mode="json"),
+                spec.disclosure.model_dump(),
+                spec.seed,
+                fkey,
             )
             hit = cache.get(mkey)
             if hit is None:
-                hit = run_model(m, frame, spec)
+                hit = run_model(m, frame, spec, progress=_prefixed(say, f"model {m.name}: "))
                 cache.put(mkey, hit)
                 computed.append(f"model:{m.name}")
+            cache.state(step=f"model:{m.name}")
             fitted, res, pl = hit
             plots.update(pl)
             models[m.name] = fitted
@@ -318,6 +438,7 @@ def run_study(
             },
             "analyses": analyses,
             "models": model_results,
+            "data_quality": frame.attrs.get("data_quality", []),
         }
         results = _clean(policy.scrub(results, COUNT_KEYS))
         results["cohort"]["attrition"] = _clean(
@@ -344,6 +465,11 @@ def run_study(
             (tmp / "study.yaml").write_text(_study_yaml(spec), encoding="utf-8")
             for name, png in plots.items():
                 (tmp / f"{name}.png").write_bytes(png)
+            for name, res in analyses.items():  # ablations also as a table (MLflow artifact)
+                if isinstance(res, dict) and res.get("kind") == "ablation":
+                    pd.DataFrame(res["sets"]).to_csv(tmp / f"ablation_{name}.csv", index=False)
+            if results["data_quality"]:
+                pd.DataFrame(results["data_quality"]).to_csv(tmp / "data_quality.csv", index=False)
         for f in sorted((out / "artifacts").iterdir()):
             tracker.log_artifact(f)
         # the two files users look for first also sit at the top of OUT
@@ -352,10 +478,33 @@ def run_study(
             tmp_file.write_bytes((out / "artifacts" / name).read_bytes())
             tmp_file.replace(out / name)
         tracker.log_metrics(_flat_metrics(model_results))
+        tracker.log_metrics(
+            {
+                f"ablation.{name}.{row['set']}.c_index": float(row["c_index"])
+                for name, res in analyses.items()
+                if isinstance(res, dict) and res.get("kind") == "ablation"
+                for row in res["sets"]
+            }
+        )
         tracker.end("FINISHED")
-        return StudyRun(spec, out, results, cohort, frame, models, plots, computed, tracker.run_id)
+        cache.state(status="finished", step="report")
+        return StudyRun(
+            spec,
+            out,
+            results,
+            cohort,
+            frame,
+            models,
+            plots,
+            computed,
+            tracker.run_id,
+            resumed_from=resumed_from,
+            experiment_id=getattr(tracker, "experiment_id", None),
+            tracking_uri=getattr(tracker, "uri", None),
+        )
     except BaseException as exc:
         if started:
+            cache.state(status="failed")
             msg = str(exc) if isinstance(exc, ToolkitError) else f"{type(exc).__name__}: {exc}"
             tracker.end(
                 "FAILED",

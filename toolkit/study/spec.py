@@ -8,6 +8,7 @@ available names.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,8 @@ class SyntheticRegistry(Frozen):
     patients: int = Field(5000, ge=1)
     sites: int = Field(3, ge=1, le=99)
     seed: int = 0
+    notes: bool = Field(True, description="Generate clinical notes.")
+    images: bool = Field(True, description="Generate DICOM images.")
 
 
 class RegistrySource(Frozen):
@@ -65,24 +68,96 @@ class Table1Analysis(Frozen):
     variables: list[str] = Field(min_length=1)
 
 
-Analysis = Annotated[KaplanMeierAnalysis | CoxAnalysis | Table1Analysis, Field(discriminator="type")]
+class LogisticAnalysis(Frozen):
+    """Logistic regression of a 0/1 column (e.g. a horizon label such as ``label_365d``)."""
 
-
-class ModelSpecItem(Frozen):
+    type: Literal["logistic"]
     name: str
-    type: Literal["cox", "xgboost_survival"]
-    horizon: Offset
-    features: list[str] | None = Field(None, description="Default: every feature.")
+    outcome: str
+    covariates: list[str] = Field(min_length=1)
+
+
+class AblationAnalysis(Frozen):
+    """Modality ablation: one model cross-validated on structured, +notes, +images and all features."""
+
+    type: Literal["ablation"]
+    name: str
+    model: Literal["cox", "xgboost_survival"] = "cox"
+    horizon: Offset = "365d"
+    structured: list[str] | None = Field(None, description="Structured features (default: static + windows).")
     log: list[str] = Field(default_factory=list, description="Numeric features modelled on the log scale.")
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    folds: int = Field(5, ge=2, le=20)
+    seed: int = 0
 
     @property
     def horizon_days(self) -> float:
         return parse_offset(self.horizon)
 
 
+Analysis = Annotated[
+    KaplanMeierAnalysis | CoxAnalysis | Table1Analysis | LogisticAnalysis | AblationAnalysis,
+    Field(discriminator="type"),
+]
+
+
+class ModelSpecItem(Frozen):
+    name: str
+    type: Literal["cox", "xgboost_survival", "logistic", "xgboost"]
+    horizon: Offset
+    features: list[str] | None = Field(None, description="Default: every feature.")
+    log: list[str] = Field(default_factory=list, description="Numeric features modelled on the log scale.")
+    splines: list[str] = Field(
+        default_factory=list,
+        description="Continuous features entered as a cubic B-spline basis (cox, logistic); "
+        "params.spline_knots sets the knots (default 4, at quantiles).",
+    )
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    search: dict[str, list[float | int | str | bool]] = Field(
+        default_factory=dict,
+        description="Hyperparameter grid, e.g. {penalty: [0.1, 1, 10]}: searched by inner "
+        "cross-validation inside every training set (nested), never on the persons tested.",
+    )
+    search_folds: int = Field(3, ge=2, le=10, description="Inner folds of the search.")
+    search_metric: Literal["brier_ipcw", "brier", "auroc", "c_harrell"] = Field(
+        "brier_ipcw", description="What the search optimises (pooled inner out-of-fold)."
+    )
+
+    @property
+    def horizon_days(self) -> float:
+        return parse_offset(self.horizon)
+
+
+class ExternalValidationSpec(Frozen):
+    """A part of the cohort held out for external validation: by the values of a column (e.g.
+    ``{by: site_id, values: [SITE03]}``) or by index date (``{index_after: 2021-01-01}``)."""
+
+    by: str | None = Field(None, description="Column whose values pick the external persons.")
+    values: list[str | int] = Field(default_factory=list, description="The held-out values of 'by'.")
+    index_after: dt.date | None = Field(None, description="Persons indexed on or after this date.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ExternalValidationSpec:
+        if (self.by is None) == (self.index_after is None):
+            raise ValueError("give either 'by' with 'values', or 'index_after'")
+        if self.by is not None and not self.values:
+            raise ValueError("'by' needs 'values': the values held out for external validation")
+        return self
+
+
 class ValidationSpec(Frozen):
     cv_folds: int = Field(5, ge=2, le=20)
+    bootstrap: int = Field(
+        200, ge=0, le=5000, description="Bootstrap replicates for CIs of out-of-fold and external metrics."
+    )
+    optimism_bootstrap: int = Field(
+        40, ge=0, le=1000, description="Refits for Harrell's optimism correction (0 = none; rms uses 40)."
+    )
+    thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5],
+        description="Risk thresholds of the threshold table (sensitivity, specificity, PPV, NPV).",
+    )
+    external: ExternalValidationSpec | None = None
 
 
 class GateSpec(Frozen):
@@ -93,6 +168,18 @@ class GateSpec(Frozen):
     auroc_lower_min: float | None = None
     min_events: int | None = None
     o_e_ratio_range: tuple[float, float] | None = None
+    calibration_slope_range: tuple[float, float] | None = Field(
+        None, description="The out-of-fold calibration slope (oof_calibration_slope) must lie in [low, high]."
+    )
+    subgroup_gap_max: float | None = Field(
+        None, description="Largest gap across the levels of any declared subgroup, in subgroup_gap_metric."
+    )
+    subgroup_gap_metric: Literal[
+        "c_harrell", "auroc", "auc_td", "brier", "brier_ipcw", "calibration_slope", "citl", "o_e_ratio", "ici"
+    ] = "c_harrell"
+    external_validation_required: bool = Field(
+        False, description="The model must have been validated on a held-out split (validation.external)."
+    )
 
 
 class DisclosureSpec(Frozen):
@@ -182,6 +269,13 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
                 need(f"analyses[{i}].covariates[{j}]", c)
             need(f"analyses[{i}].strata", a.strata)
             need(f"analyses[{i}].cluster", a.cluster)
+        elif isinstance(a, LogisticAnalysis):
+            need(f"analyses[{i}].outcome", a.outcome)
+            for j, c in enumerate(a.covariates):
+                need(f"analyses[{i}].covariates[{j}]", c)
+        elif isinstance(a, AblationAnalysis):
+            for j, c in enumerate(a.structured or []):
+                need(f"analyses[{i}].structured[{j}]", c)
         else:
             need(f"analyses[{i}].by", a.by)
             for j, c in enumerate(a.variables):
@@ -195,6 +289,7 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
                 problems.append(
                     f"{source}: models[{i}].features[{j}]: unknown feature {f!r}; available: {feature_names}"
                 )
+        problems += _model_problems(m, i, feature_names, source)
     names = [a.name for a in spec.analyses] + [m.name for m in spec.models]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -207,8 +302,36 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
             )
     if spec.models and spec.cohort.outcome is None:
         problems.append(f"{source}: models: a prediction model needs cohort.outcome")
+    ext = spec.validation.external
+    if spec.models and ext is not None and ext.by is not None and ext.by not in columns:
+        problems.append(f"{source}: validation.external.by: unknown column {ext.by!r}; available: {columns}")
+    for i, g in enumerate(spec.gates):
+        if g.subgroup_gap_max is not None and not spec.cohort.subgroups:
+            problems.append(f"{source}: gates[{i}].subgroup_gap_max: the cohort declares no subgroups")
     if problems:
         raise StudySpecError("\n".join(problems))
+
+
+def _model_problems(m: ModelSpecItem, i: int, feature_names: list[str], source: str) -> list[str]:
+    """Splines, parameters and search grids a model type does not take."""
+    from toolkit.analysis.predict.models import MODELS
+
+    cls = MODELS[m.type]
+    allowed = sorted(cls.PARAMS | cls.COMMON)
+    out = []
+    for j, f in enumerate(m.splines):
+        if not cls.linear:
+            out.append(f"{source}: models[{i}].splines: {m.type} takes no splines (cox and logistic do)")
+            break
+        if f not in (m.features or feature_names):
+            out.append(f"{source}: models[{i}].splines[{j}]: {f!r} is not a feature of this model")
+    for key, what in (("params", m.params), ("search", m.search)):
+        for k in what:
+            if k not in allowed:
+                out.append(
+                    f"{source}: models[{i}].{key}.{k}: unknown parameter for {m.type}; available: {allowed}"
+                )
+    return out
 
 
 def study_schema() -> dict[str, Any]:

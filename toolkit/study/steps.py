@@ -10,18 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from toolkit.analysis.describe import table1
-from toolkit.analysis.plots import calibration_plot, forest_plot, km_plot
-from toolkit.analysis.predict.evaluate import cross_validate, survival_metrics
-from toolkit.analysis.predict.models import RiskModel, make_model
+from toolkit.analysis.plots import forest_plot, km_plot
+from toolkit.analysis.predict.models import RiskModel
 from toolkit.analysis.survival.cox import fit_cox
-from toolkit.analysis.survival.km import kaplan_meier, km_curve
-from toolkit.errors import StudySpecError
+from toolkit.analysis.survival.km import kaplan_meier
+from toolkit.errors import AnalysisError, StudySpecError
 from toolkit.privacy.disclosure import DisclosurePolicy
-from toolkit.study.spec import CoxAnalysis, KaplanMeierAnalysis, StudySpec, Table1Analysis
+from toolkit.study.spec import (
+    AblationAnalysis,
+    CoxAnalysis,
+    KaplanMeierAnalysis,
+    LogisticAnalysis,
+    StudySpec,
+    Table1Analysis,
+)
 
 AnalysisResult = tuple[dict[str, Any], dict[str, bytes]]
 
@@ -48,10 +53,36 @@ def _table1(a: Table1Analysis, frame: pd.DataFrame, policy: DisclosurePolicy) ->
     return table1(frame, a.variables, by=a.by, policy=policy).to_dict(), {}
 
 
+def _logistic(a: LogisticAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisResult:
+    from toolkit.analysis.logistic import fit_logistic
+
+    return fit_logistic(frame, outcome=a.outcome, covariates=a.covariates).to_dict(), {}
+
+
+def _ablation(a: AblationAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisResult:
+    from toolkit.analysis.ablation import ablation_plot, run_ablation
+    from toolkit.features.fusion import ablation_sets, feature_groups
+
+    sets = ablation_sets(feature_groups(frame, a.structured))
+    result = run_ablation(
+        frame,
+        sets,
+        model=a.model,
+        horizon=a.horizon_days,
+        folds=a.folds,
+        seed=a.seed,
+        params=a.params,
+        log=a.log,
+    )
+    return {"kind": "ablation", **result.to_dict()}, {f"ablation_{a.name}": ablation_plot(result, title=a.name)}
+
+
 ANALYSES: dict[type, Callable[[Any, pd.DataFrame, DisclosurePolicy], AnalysisResult]] = {
+    AblationAnalysis: _ablation,
     KaplanMeierAnalysis: _kaplan_meier,
     CoxAnalysis: _cox,
     Table1Analysis: _table1,
+    LogisticAnalysis: _logistic,
 }
 
 
@@ -63,49 +94,41 @@ def run_analysis(a: Any, frame: pd.DataFrame, policy: DisclosurePolicy) -> Analy
 
 
 def run_model(
-    m: Any, frame: pd.DataFrame, spec: StudySpec
+    m: Any, frame: pd.DataFrame, spec: StudySpec, *, progress: Callable[[str], object] | None = None
 ) -> tuple[RiskModel, dict[str, Any], dict[str, bytes]]:
-    horizon = m.horizon_days
+    from toolkit.analysis.predict.develop import develop_model, external_split
+
     features = m.features or (list(spec.features.static) + [w.name for w in spec.features.windows])
     params: dict[str, Any] = {**m.params, "log": tuple(m.log)}
-    if m.type == "xgboost_survival":
-        params.setdefault("seed", spec.seed)
-    x = frame[features]
-    t = frame["time"].to_numpy(float)
-    e = frame["event"].astype(int).to_numpy()
-
-    def make() -> RiskModel:
-        return make_model(m.type, horizon=horizon, features=features, params=params)
-
-    cv = cross_validate(make, x, t, e, horizon=horizon, folds=spec.validation.cv_folds, seed=spec.seed)
-    fitted = make().fit(x, t, e)
-    apparent = survival_metrics(t, e, fitted.predict_risk(x), horizon)
-    metrics = {**cv.summary, **{f"apparent_{k}": v for k, v in apparent.items() if k not in ("n", "events")}}
-    # calibration by decile of out-of-fold predicted risk (Kaplan-Meier observed)
-    bins = pd.qcut(cv.oof_risk, 10, labels=False, duplicates="drop")
-    pred, obs = [], []
-    for b in np.unique(bins):
-        sel = bins == b
-        pred.append(float(cv.oof_risk[sel].mean()))
-        obs.append(1.0 - km_curve(t[sel], (e[sel] == 1).astype(int)).at(horizon)[0])
-    plots = {
-        f"calibration_{m.name}": calibration_plot(
-            np.array(pred), np.array(obs), title=f"{m.name} (out-of-fold)"
-        )
-    }
-    res = {
-        "type": m.type,
-        "task": "survival",
-        "horizon_days": horizon,
-        "features": features,
-        "n": len(t),
-        "events": int((e == 1).sum()),
-        "metrics": metrics,
-        "folds": [dict(f) for f in cv.folds],
-        "calibration_deciles": [
-            {"predicted_risk": p, "observed_risk": o} for p, o in zip(pred, obs, strict=True)
-        ],
-    }
-    if m.type == "cox":
-        res["coefficients"] = fitted.coefficients()  # type: ignore[attr-defined]
-    return fitted, res, plots
+    params.setdefault("seed", spec.seed)  # XGBoost's seed; the inner folds of a search
+    v = spec.validation
+    external = None
+    if v.external is not None:
+        try:
+            external = external_split(
+                frame, by=v.external.by, values=v.external.values, index_after=v.external.index_after
+            )
+        except AnalysisError as exc:
+            raise StudySpecError(f"study.yaml: {exc}") from None
+    d = spec.disclosure
+    return develop_model(
+        frame,
+        name=m.name,
+        kind=m.type,
+        features=features,
+        horizon=m.horizon_days,
+        params=params,
+        splines=m.splines,
+        search=m.search,
+        search_folds=m.search_folds,
+        search_metric=m.search_metric,
+        cv_folds=v.cv_folds,
+        seed=spec.seed,
+        bootstrap=v.bootstrap,
+        optimism=v.optimism_bootstrap,
+        thresholds=v.thresholds,
+        subgroups=list(getattr(spec.cohort, "subgroups", [])),
+        external=external,
+        policy=DisclosurePolicy(d.min_cell, d.rounding, d.enabled),
+        progress=progress,
+    )
