@@ -9,6 +9,7 @@ takes no patient data from the browser: only the name of an example file.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from pathlib import Path
@@ -37,6 +38,42 @@ class DemoFeedback(Model):
     card: str = Field(min_length=1, max_length=64)
     outcome: Literal["accepted", "overridden"]
     reason: str | None = Field(None, max_length=64)
+
+
+DATE_KEYS = ("effectiveDateTime", "issued", "recordedDate", "onsetDateTime", "authoredOn", "dateAsserted")
+
+
+def _recent(obj: Any) -> Any:
+    """The example with its clinical dates moved so the latest is a week ago: the data stay
+    inside the contract's lookback windows whenever the demo runs (birth dates are kept)."""
+    found: list[dt.date] = []
+
+    def collect(o: Any) -> None:
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k in DATE_KEYS and isinstance(v, str):
+                    found.append(dt.date.fromisoformat(v[:10]))
+                collect(v)
+        elif isinstance(o, list):
+            for v in o:
+                collect(v)
+
+    collect(obj)
+    if not found:
+        return obj
+    shift = (dt.date.today() - dt.timedelta(days=7)) - max(found)
+
+    def move(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {
+                k: (dt.date.fromisoformat(v[:10]) + shift).isoformat()
+                if k in DATE_KEYS and isinstance(v, str)
+                else move(v)
+                for k, v in o.items()
+            }
+        return [move(v) for v in o] if isinstance(o, list) else o
+
+    return move(obj)
 
 
 def examples(rt: Runtime, demo_dir: Path) -> dict[tuple[str, str], Path]:
@@ -78,7 +115,7 @@ def demo_router(rt: Runtime, demo_dir: Path) -> APIRouter:
         path = examples(rt, demo_dir).get((body.agent, body.patient))
         if path is None:
             raise AgentError(f"no demo patient {body.patient!r} for agent {body.agent!r}")
-        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        raw: dict[str, Any] = _recent(json.loads(path.read_text(encoding="utf-8")))
         raw["hookInstance"] = str(uuid.uuid4())
         req = HookRequest.model_validate(raw)
         sid = body.agent if req.hook == "patient-view" else f"{body.agent}--{req.hook}"
