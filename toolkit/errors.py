@@ -32,6 +32,10 @@ class StudySpecError(SpecError):
     """A study specification is invalid."""
 
 
+class RunNotFoundError(ToolkitError, LookupError):
+    """A tracked run (or a study output folder) named by the user does not exist."""
+
+
 class AnalysisError(ToolkitError, ValueError):
     """A statistic cannot be computed on the data given (e.g. no events)."""
 

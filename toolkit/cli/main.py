@@ -13,6 +13,7 @@ from rich.console import Console
 
 from toolkit.cli.analyze import analyze_app
 from toolkit.cli.multimodal import images_app, notes_app
+from toolkit.cli.studies import runs_app, study_new
 from toolkit.errors import ToolkitError
 
 app = typer.Typer(
@@ -22,12 +23,14 @@ app = typer.Typer(
 )
 registry_app = typer.Typer(help="Build, import and check registries.", no_args_is_help=True)
 cohort_app = typer.Typer(help="Declarative cohorts.", no_args_is_help=True)
-study_app = typer.Typer(help="Run studies.", no_args_is_help=True)
+study_app = typer.Typer(help="Create, run and describe studies.", no_args_is_help=True)
 agent_app = typer.Typer(help="Package, verify and call agents.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(study_app, name="study")
 app.add_typer(agent_app, name="agent")
+app.add_typer(runs_app, name="runs")
+study_app.command("new")(study_new)
 app.add_typer(notes_app, name="notes")
 app.add_typer(images_app, name="images")
 app.add_typer(analyze_app, name="analyze")
@@ -153,10 +156,16 @@ def study_run(
     ] = None,
     mlruns: Annotated[Path, typer.Option(help="MLflow store folder")] = Path("mlruns"),
     track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
-    resume: Annotated[bool, typer.Option(help="Re-use finished steps of an earlier (crashed) run")] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Re-use the finished steps cached in OUT/.cache, including those of a crashed or "
+            "killed run (--no-resume recomputes everything)"
+        ),
+    ] = True,
 ) -> None:
     """Run a study end to end: cohort, features, analyses, models, report, MLflow."""
-    from toolkit.study.runner import run_study
+    from toolkit.cli.studies import print_run, run_with_progress
     from toolkit.study.tracker import NullTracker
 
     tracker: Any = NullTracker()
@@ -164,25 +173,8 @@ def study_run(
         from toolkit.tracking.mlflow_tracker import MLflowTracker
 
         tracker = MLflowTracker(mlruns)
-    with err.status("running study") as status:
-        run = run_study(
-            study,
-            out=out_dir,
-            tracker=tracker,
-            registry=registry,
-            use_cache=resume,
-            progress=lambda s: status.update(f"step: {s}"),
-        )
-    out.print(f"cohort: {run.results['cohort']['n']} persons, {run.results['cohort']['events']} events")
-    for name, m in run.results["models"].items():
-        mt = m["metrics"]
-        out.print(
-            f"model {name}: CV C-index {mt.get('c_harrell_mean', float('nan')):.3f} "
-            f"({mt.get('c_harrell_lower', float('nan')):.3f}-{mt.get('c_harrell_upper', float('nan')):.3f})"
-        )
-    out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
-    if track:
-        out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
+    run = run_with_progress(study, out_dir=out_dir, registry=registry, tracker=tracker, resume=resume)
+    print_run(run, out_dir=out_dir, mlruns=mlruns, track=track)
 
 
 # --- agent ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the file is ATTACHed ``READ_ONLY`` to an in-memory DuckDB whose own tables are s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -73,7 +74,7 @@ class RegistryWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(self._tmp))
-        self._con.execute("SET enable_progress_bar = false")
+        _no_progress_bar(self._con)
         self.attributes = attributes
         self._tables = dict(S.TABLES)
         self._tables["person"] = _person_table(attributes)
@@ -173,6 +174,13 @@ def write_registry(path: Path | str, data: RegistryData, *, overwrite: bool = Tr
     return Path(path)
 
 
+def _no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
+    # Inside a Jupyter kernel without ipywidgets DuckDB refuses to change the setting (and its
+    # progress bar is already off there).
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
+
+
 class Registry:
     """A registry opened read-only.  Use as a context manager.
 
@@ -185,7 +193,7 @@ class Registry:
         if not self.path.is_file():
             raise RegistryError(f"{self.path}: registry file not found")
         self.con = duckdb.connect()
-        self.con.execute("SET enable_progress_bar = false")
+        _no_progress_bar(self.con)
         try:
             self.con.execute(f"ATTACH '{_sql_str(str(self.path))}' AS reg (READ_ONLY)")
         except duckdb.Error as exc:

@@ -1,5 +1,9 @@
 """What the study runner tells an experiment tracker.  The runner depends on this protocol only;
-``toolkit.tracking`` implements it with MLflow (the core never imports mlflow)."""
+``toolkit.tracking`` implements it with MLflow (the core never imports mlflow).
+
+Optional: ``close_run(run_id, status, message)`` ends another run, which the runner uses to close
+the run of a killed process when it resumes that run's work; ``experiment_id`` and ``uri`` let a
+notebook link to the run.  Trackers without them still work."""
 
 from __future__ import annotations
 

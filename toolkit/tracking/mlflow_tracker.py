@@ -63,7 +63,7 @@ class MLflowTracker:
         self.root = Path(root)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
-        configure(self.root)
+        self.uri = configure(self.root)
 
     def start(self, experiment: str, run_name: str, tags: Mapping[str, str]) -> str | None:
         exp_id = ensure_experiment(experiment, self.root)
@@ -83,9 +83,10 @@ class MLflowTracker:
     def log_dataset(self, name: str, frame: pd.DataFrame, digest: str, context: str) -> None:
         # MLflow stores the schema, a profile (row count) and a digest; never the rows.
         with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold missing values; the schema is a record
             warnings.simplefilter("ignore")
             ds = from_pandas(frame, name=f"{name}@{digest}")
-        mlflow.log_input(ds, context=context)
+            mlflow.log_input(ds, context=context)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path)
@@ -133,6 +134,17 @@ class MLflowTracker:
                 "registered_model": register_as,
                 "model_version": int(version.version),
             }
+
+    def close_run(self, run_id: str, status: str, message: str) -> None:
+        """End another run (one whose process was killed) with ``status``, saying why."""
+        client = MlflowClient()
+        try:
+            run = client.get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            return  # a run in another store, or deleted: nothing to close here
+        if run.info.status == "RUNNING":
+            client.set_tag(run_id, "regent.error", message)
+            client.set_terminated(run_id, status=status)
 
     def end(self, status: str, error: str | None = None) -> None:
         if mlflow.active_run() is None:

@@ -1,0 +1,126 @@
+"""``regent study run/new`` helpers and ``regent runs compare``: progress bars, resuming, comparing."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+runs_app = typer.Typer(help="Compare tracked study runs.", no_args_is_help=True)
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (a scheduler, `kill`) becomes an exception, so the runner ends the MLflow run as
+    # FAILED with the reason instead of leaving it RUNNING.
+    raise SystemExit(f"terminated by signal {signal.Signals(signum).name}")
+
+
+def run_with_progress(
+    study: Path, *, out_dir: Path, registry: Path | None, tracker: Any, resume: bool
+) -> Any:
+    """Run a study with a progress bar over its steps (and the folds inside each model)."""
+    from toolkit.study.runner import planned_steps, run_study
+    from toolkit.study.spec import load_study
+
+    spec, _ = load_study(study)
+    steps = planned_steps(spec)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("starting", total=len(steps))
+            seen: set[str] = set()
+
+            def on_step(label: str) -> None:
+                step = label.split(":")[0]
+                if step in steps and step not in seen:
+                    if seen:
+                        bar.advance(task)
+                    seen.add(step)
+                bar.update(task, description=label)
+
+            run = run_study(
+                study, out=out_dir, tracker=tracker, registry=registry, use_cache=resume, progress=on_step
+            )
+            bar.update(task, completed=len(steps))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return run
+
+
+def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:
+    if run.resumed_from:
+        out.print(
+            f"resumed interrupted run {run.resumed_from}: recomputed {', '.join(run.computed) or 'nothing'}"
+        )
+    elif not run.computed:
+        out.print("nothing changed: every step re-used from the cache")
+    r = run.results
+    out.print(f"cohort: {r['cohort']['n']} persons, {r['cohort']['events']} events")
+    for name, m in r["models"].items():
+        mt = m["metrics"]
+        out.print(
+            f"model {name}: CV C-index {mt.get('c_harrell_mean', float('nan')):.3f} "
+            f"({mt.get('c_harrell_lower', float('nan')):.3f}-{mt.get('c_harrell_upper', float('nan')):.3f})"
+        )
+    out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
+    if track:
+        out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
+
+
+def study_new(
+    name: Annotated[str, typer.Argument(help="The study's name (lower case, digits, '_')")],
+    template: Annotated[str, typer.Option(help="survival | prediction | competing-risks")] = "survival",
+    directory: Annotated[Path, typer.Option("--dir", help="Where study folders live")] = Path("studies"),
+) -> None:
+    """Scaffold a study folder (commented study.yaml, notebook, README) that runs as generated."""
+    from toolkit.study.new import new_study
+
+    path = new_study(name, template=template, directory=directory)
+    out.print(f"created {path}/ (study.yaml, notebook.ipynb, README.md)")
+    out.print(f"run it:        regent study run {path} --out out/{name}")
+    out.print(f"open it:       jupyter lab {path}/notebook.ipynb")
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_a: Annotated[str, typer.Argument(help="MLflow run id (or a study's --out folder)")],
+    run_b: Annotated[str, typer.Argument(help="MLflow run id (or a study's --out folder)")],
+    mlruns: Annotated[Path, typer.Option(help="MLflow store folder")] = Path("mlruns"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Also print the unified diff of study.yaml")] = False,
+) -> None:
+    """What changed from run A to run B: spec, provenance, cohort size, metric deltas with 95% CIs."""
+    import json
+
+    from toolkit.tracking.compare import compare_runs
+
+    cmp = compare_runs(run_a, run_b, mlruns=mlruns)
+    if as_json:
+        sys.stdout.write(json.dumps(cmp.to_dict(), indent=2, default=str) + "\n")
+        return
+    sys.stdout.write(cmp.to_text() + "\n")
+    if diff and cmp.spec_diff:
+        sys.stdout.write("\n".join(cmp.spec_diff) + "\n")
