@@ -64,10 +64,10 @@ def ensure_aces(cache: Path) -> Path:
     return venv
 
 
-def run_aces_comparison(registry: Path, tmp: Path, regent_task_yaml: str,
-                        child: Callable[..., dict[str, Any]], regent_child: str) -> None:
+def run_aces_comparison(
+    registry: Path, tmp: Path, regent_task_yaml: str, child: Callable[..., dict[str, Any]], regent_child: str
+) -> None:
     import pandas as pd
-
     from toolkit.registry.meds import export_meds
 
     cache = registry.parent
@@ -80,12 +80,25 @@ def run_aces_comparison(registry: Path, tmp: Path, regent_task_yaml: str,
     cohort_dir.mkdir()
     (cohort_dir / "hf_mortality.yaml").write_text(ACES_CONFIG)
     data = meds / "data"
-    shards = subprocess.run([str(venv / "bin" / "expand_shards"), str(data)], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    cmd = [str(venv / "bin" / "aces-cli"), "-m", "data=sharded", "data.standard=meds", f"data.root={data}",
-           f"data.shard={shards}", f"cohort_dir={cohort_dir}", "cohort_name=hf_mortality"]
-    res = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *cmd], capture_output=True, text=True,
-                         env={**os.environ, "POLARS_MAX_THREADS": "2"})
+    shards = subprocess.run(
+        [str(venv / "bin" / "expand_shards"), str(data)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    cmd = [
+        str(venv / "bin" / "aces-cli"),
+        "-m",
+        "data=sharded",
+        "data.standard=meds",
+        f"data.root={data}",
+        f"data.shard={shards}",
+        f"cohort_dir={cohort_dir}",
+        "cohort_name=hf_mortality",
+    ]
+    res = subprocess.run(
+        [sys.executable, "-c", PEAK_WRAPPER, *cmd],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "POLARS_MAX_THREADS": "2"},
+    )
     aces = json.loads(res.stdout.strip().splitlines()[-1])
     if aces["rc"] != 0:
         raise SystemExit(f"ACES failed:\n{res.stderr[-3000:]}")
@@ -97,11 +110,14 @@ def run_aces_comparison(registry: Path, tmp: Path, regent_task_yaml: str,
     a = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     a = a.rename(columns={"subject_id": "person_id", "prediction_time": "index_time"})
     r = pd.read_parquet(tmp / "regent_task.parquet")
-    merged = r.merge(a[["person_id", "index_time", "label"]], on=["person_id", "index_time"], how="outer",
-                     indicator=True)
+    merged = r.merge(
+        a[["person_id", "index_time", "label"]], on=["person_id", "index_time"], how="outer", indicator=True
+    )
     both = merged[merged["_merge"] == "both"]
     defined = both[both["label_365d"].notna()]
     agree = (defined["label_365d"].astype(int) == defined["label"].astype(int)).mean()
-    print(f"  persons: Regent {len(r):,}, ACES {len(a):,}, in both {len(both):,}; "
-          f"labels agree on {agree:.4%} of the {len(defined):,} where Regent's label is defined "
-          f"({int(both['label_365d'].isna().sum()):,} censored before 1 year: ACES labels them 0)")
+    print(
+        f"  persons: Regent {len(r):,}, ACES {len(a):,}, in both {len(both):,}; "
+        f"labels agree on {agree:.4%} of the {len(defined):,} where Regent's label is defined "
+        f"({int(both['label_365d'].isna().sum()):,} censored before 1 year: ACES labels them 0)"
+    )

@@ -83,7 +83,7 @@ import duckdb, numpy as np, pandas as pd, pyarrow as pa
 t0 = time.perf_counter()
 con = duckdb.connect(sys.argv[1], read_only=True)
 def table(sql):
-    t = con.execute(sql).arrow()
+    t = con.execute(sql).to_arrow_table()
     if isinstance(t, pa.RecordBatchReader):
         t = t.read_all()
     cols = [c.dictionary_encode() if pa.types.is_string(c.type) else c for c in t.columns]
@@ -143,9 +143,17 @@ print(json.dumps({"seconds": elapsed, "peak_mib": resource.getrusage(resource.RU
 """
 
 
-def child(code: str, *args: str, python: str = sys.executable, env: dict[str, str] | None = None) -> dict[str, float]:
-    out = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, check=False)
+def child(
+    code: str, *args: str, python: str = sys.executable, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    out = subprocess.run(
+        [python, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -162,8 +170,9 @@ def ensure_registry(persons: int) -> Path:
             kw = {{k: False for k in ("notes", "images") if k in inspect.signature(SynthConfig).parameters}}
             synthesize({str(path)!r}, SynthConfig({persons}, 3, 1, **kw))
         """)
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
         print(f"  built in {time.perf_counter() - t0:.0f} s", flush=True)
     return path
 
@@ -204,14 +213,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         regent = child(REGENT_CHILD, str(reg), COHORT_YAML, str(t / "regent.parquet"))
-        print(f"Regent (DuckDB, 2 threads): {regent['seconds']:.1f} s, peak {regent['peak_mib']:.0f} MiB, "
-              f"cohort {regent['n']:,}")
+        print(
+            f"Regent (DuckDB, 2 threads): {regent['seconds']:.1f} s, peak {regent['peak_mib']:.0f} MiB, "
+            f"cohort {regent['n']:,}"
+        )
         if not args.skip_pandas:
             pdres = child(PANDAS_CHILD, str(reg), str(t / "pandas.parquet"))
             print(f"pandas baseline:            {pdres['seconds']:.1f} s, peak {pdres['peak_mib']:.0f} MiB")
-            print(f"  ratio pandas/Regent time: {pdres['seconds'] / regent['seconds']:.1f}x; memory "
-                  f"{pdres['peak_mib'] / regent['peak_mib']:.1f}x; agreement: "
-                  f"{compare_regent_pandas(t / 'regent.parquet', t / 'pandas.parquet')}")
+            print(
+                f"  ratio pandas/Regent time: {pdres['seconds'] / regent['seconds']:.1f}x; memory "
+                f"{pdres['peak_mib'] / regent['peak_mib']:.1f}x; agreement: "
+                f"{compare_regent_pandas(t / 'regent.parquet', t / 'pandas.parquet')}"
+            )
         if not args.skip_aces:
             from aces_compare import run_aces_comparison
 

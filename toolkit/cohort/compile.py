@@ -24,6 +24,7 @@ from toolkit.errors import CohortSpecError
 from toolkit.registry import schema as S
 
 CANDIDATES = "_cohort_candidates"
+COHORT_EVENTS = "_cohort_events"  # the events any part of the cohort looks at, filtered once
 BUILTIN_SUBGROUPS = ("sex", "site_id", "age_band")
 
 
@@ -39,6 +40,7 @@ class Step:
 @dataclass(frozen=True)
 class CompiledCohort:
     name: str
+    events_sql: str  # materialised as COHORT_EVENTS before the candidates query
     candidates_sql: str
     steps: tuple[Step, ...]
     columns: tuple[str, ...]
@@ -81,6 +83,7 @@ class CompiledCohort:
     def sql_for(self, dialect: str = "duckdb", *, pretty: bool = False) -> dict[str, str]:
         """Every query of this cohort in ``dialect`` (``duckdb`` or ``spark``)."""
         queries = {
+            "events": self.events_sql,
             "candidates": self.candidates_sql,
             "cohort": self.cohort_sql(),
             "step_counts": self.step_counts_sql(),
@@ -145,7 +148,7 @@ def _age_band_expr(bands: list[float]) -> str:
 def _entry_ctes(spec: C.CohortSpec, ctx: Context) -> list[tuple[str, str]]:
     e = spec.entry
     raw = (
-        "SELECT e.person_id, e.time AS index_time, MIN(e.code) AS entry_code FROM events e "
+        f"SELECT e.person_id, e.time AS index_time, MIN(e.code) AS entry_code FROM {ctx.events} e "
         f"WHERE {code_predicate(e, ctx)} GROUP BY e.person_id, e.time"
     )
     if e.occurrence == "first":
@@ -237,7 +240,7 @@ def _steps(spec: C.CohortSpec, ctx: Context, tar: tuple[str, str] | None) -> lis
             "" if o.washout is True else f" AND e.time >= {shift('b.index_time', -C.parse_offset(o.washout))}"
         )
         name = ctx.new_cte(
-            "SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN events e ON "
+            f"SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN {ctx.events} e ON "
             f"e.person_id = b.person_id AND e.time < b.index_time{lo} WHERE {code_predicate(o, ctx)} "
             "GROUP BY b.person_id, b.index_time",
             prefix="w",
@@ -275,7 +278,7 @@ def _range(expr: str, lo: float | None, hi: float | None) -> str:
 
 def _first_time_cte(f: C.CodeFilter, ctx: Context, prefix: str, start: str) -> str:
     return ctx.new_cte(
-        f"SELECT b.person_id, b.index_time, MIN(e.time) AS t FROM base b JOIN events e ON "
+        f"SELECT b.person_id, b.index_time, MIN(e.time) AS t FROM base b JOIN {ctx.events} e ON "
         f"e.person_id = b.person_id AND e.time >= {start} AND e.time <= b.obs_end "
         f"WHERE {code_predicate(f, ctx)} GROUP BY b.person_id, b.index_time",
         prefix=prefix,
@@ -342,7 +345,7 @@ def compile_cohort(
                 f"{source}: subgroups[{i}]: unknown subgroup {sg!r}; available: "
                 f"{sorted(set(BUILTIN_SUBGROUPS) | set(attributes))}"
             )
-    ctx = Context(concept_sets, attributes, source)
+    ctx = Context(concept_sets, attributes, source, events=COHORT_EVENTS)
     entry_ctes = _entry_ctes(spec, ctx)
     osql = _outcome_sql(spec.outcome, ctx) if spec.outcome is not None else None
     steps = _steps(spec, ctx, osql.tar if osql else None)
@@ -404,8 +407,16 @@ def compile_cohort(
         *(["age_band"] if "age_band" in spec.subgroups else []),
         *out_cols,
     )
+    # one scan of the events table: every later join reads only events with a code the cohort uses
+    exact = sorted(p for p in ctx.patterns if not p.endswith("*"))
+    prefixes = sorted(p[:-1] for p in ctx.patterns if p.endswith("*"))
+    conds = ([f"code IN ({', '.join(lit(c) for c in exact)})"] if exact else []) + [
+        f"starts_with(code, {lit(p)})" for p in prefixes
+    ]
+    events_sql = f"SELECT * FROM events WHERE {' OR '.join(conds) or 'FALSE'}"
     return CompiledCohort(
         name=spec.name,
+        events_sql=events_sql,
         candidates_sql=body,
         steps=steps_meta,
         columns=tuple(dict.fromkeys(columns)),

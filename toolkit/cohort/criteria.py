@@ -51,6 +51,8 @@ class Context:
     attributes: Mapping[str, str]
     source: str
     ctes: list[tuple[str, str]] = field(default_factory=list)
+    events: str = "events"  # the events relation the CTEs read (a pre-filtered copy in cohorts)
+    patterns: set[str] = field(default_factory=set)  # every code pattern used, for that pre-filter
 
     def new_cte(self, sql: str, prefix: str = "k") -> str:
         name = f"{prefix}{len(self.ctes) + 1}"
@@ -65,6 +67,7 @@ class Context:
 
 def code_predicate(f: C.CodeFilter, ctx: Context, alias: str = "e") -> str:
     """Which events match a code filter (codes or concept, value range, unit, text)."""
+    ctx.patterns.update(ctx.codes(f))
     exact = [c for c in ctx.codes(f) if not c.endswith("*")]
     prefixes = [c[:-1] for c in ctx.codes(f) if c.endswith("*")]
     parts = []
@@ -109,7 +112,7 @@ def window_join(w: C.Window, alias: str = "e") -> str:
 def _occurs(c: C.OccursCriterion, ctx: Context) -> str:
     o = c.occurs
     name = ctx.new_cte(
-        "SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN events e ON "
+        f"SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN {ctx.events} e ON "
         f"{window_join(o.window)} WHERE {code_predicate(o, ctx)} GROUP BY b.person_id, b.index_time"
     )
     lo, hi = o.count.bounds()
@@ -124,7 +127,7 @@ def _ranked(f: C.CodeFilter, w: C.Window, ctx: Context, order: str) -> str:
     return (
         "SELECT person_id, index_time, v FROM (SELECT b.person_id, b.index_time, e.numeric_value AS v, "
         f"ROW_NUMBER() OVER (PARTITION BY b.person_id, b.index_time ORDER BY e.time {order}, "
-        f"e.numeric_value {order}) AS _rn FROM base b JOIN events e ON {window_join(w)} "
+        f"e.numeric_value {order}) AS _rn FROM base b JOIN {ctx.events} e ON {window_join(w)} "
         f"WHERE {code_predicate(f, ctx)} AND e.numeric_value IS NOT NULL) AS _r WHERE _rn = 1"
     )
 
@@ -159,7 +162,7 @@ def _trend(c: C.TrendCriterion, ctx: Context) -> str:
     last = ctx.new_cte(_ranked(f, f.window, ctx, "DESC"))
     first = ctx.new_cte(_ranked(f, f.window, ctx, "ASC"))
     count = ctx.new_cte(
-        "SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN events e ON "
+        f"SELECT b.person_id, b.index_time, COUNT(*) AS n FROM base b JOIN {ctx.events} e ON "
         f"{window_join(f.window)} WHERE {code_predicate(f, ctx)} AND e.numeric_value IS NOT NULL "
         "GROUP BY b.person_id, b.index_time"
     )

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from toolkit.cohort.compile import CANDIDATES, CompiledCohort, compile_cohort
+from toolkit.cohort.compile import CANDIDATES, COHORT_EVENTS, CompiledCohort, compile_cohort
 from toolkit.cohort.spec import CohortSpec, load_cohort
 from toolkit.registry.store import Registry
 
@@ -96,6 +96,7 @@ class CohortResult:
 def execute(compiled: CompiledCohort, backend: Backend) -> CohortResult:
     """Run every query of ``compiled`` on ``backend``."""
     sql = compiled.sql_for(backend.dialect)
+    backend.materialize(COHORT_EVENTS, sql["events"])
     backend.materialize(CANDIDATES, sql["candidates"])
     cohort = backend.query(sql["cohort"])
     steps = backend.query(sql["step_counts"])

@@ -59,6 +59,7 @@ class CoxAnalysis(Frozen):
     strata: str | None = None
     cluster: str | None = None
     robust: bool = False
+    cause: int = Field(1, ge=1, description="Event code modelled; k >= 2 gives a cause-specific Cox model.")
 
 
 class Table1Analysis(Frozen):
@@ -66,6 +67,54 @@ class Table1Analysis(Frozen):
     name: str
     by: str | None = None
     variables: list[str] = Field(min_length=1)
+
+
+class LogRankAnalysis(Frozen):
+    """Log-rank test of equal hazards across the levels of ``by`` (stratified with ``strata``)."""
+
+    type: Literal["logrank"]
+    name: str
+    by: str
+    strata: str | None = None
+
+
+class RMSTAnalysis(Frozen):
+    """Restricted mean survival time to ``tau`` per group, with differences and ratios."""
+
+    type: Literal["rmst"]
+    name: str
+    tau: Offset = Field(description="Horizon: '1826d', or a number of days.")
+    by: str | None = None
+
+    @model_validator(mode="after")
+    def _positive_tau(self) -> RMSTAnalysis:
+        if parse_offset(self.tau) <= 0:
+            raise ValueError(f"tau must be a positive time such as '1826d'; got {self.tau!r}")
+        return self
+
+    @property
+    def tau_days(self) -> float:
+        return parse_offset(self.tau)
+
+
+class CIFAnalysis(Frozen):
+    """Aalen-Johansen cumulative incidence of each cause by group, with Gray's test."""
+
+    type: Literal["cumulative_incidence"]
+    name: str
+    by: str | None = None
+    strata: str | None = Field(None, description="Stratifies Gray's test.")
+    times: list[float] = Field(default_factory=list)
+    causes: list[int] | None = Field(None, description="Event codes to report (default: all >= 1).")
+
+
+class FineGrayAnalysis(Frozen):
+    """Fine-Gray subdistribution hazards regression for one cause (as R cmprsk::crr)."""
+
+    type: Literal["fine_gray"]
+    name: str
+    covariates: list[str] = Field(min_length=1)
+    cause: int = Field(1, ge=1, description="Event code of interest; other codes >= 1 compete.")
 
 
 class LogisticAnalysis(Frozen):
@@ -96,7 +145,15 @@ class AblationAnalysis(Frozen):
 
 
 Analysis = Annotated[
-    KaplanMeierAnalysis | CoxAnalysis | Table1Analysis | LogisticAnalysis | AblationAnalysis,
+    KaplanMeierAnalysis
+    | CoxAnalysis
+    | Table1Analysis
+    | LogRankAnalysis
+    | RMSTAnalysis
+    | CIFAnalysis
+    | FineGrayAnalysis
+    | LogisticAnalysis
+    | AblationAnalysis,
     Field(discriminator="type"),
 ]
 
@@ -269,6 +326,13 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
                 need(f"analyses[{i}].covariates[{j}]", c)
             need(f"analyses[{i}].strata", a.strata)
             need(f"analyses[{i}].cluster", a.cluster)
+        elif isinstance(a, LogRankAnalysis | RMSTAnalysis | CIFAnalysis):
+            need(f"analyses[{i}].by", a.by)
+            if not isinstance(a, RMSTAnalysis):
+                need(f"analyses[{i}].strata", a.strata)
+        elif isinstance(a, FineGrayAnalysis):
+            for j, c in enumerate(a.covariates):
+                need(f"analyses[{i}].covariates[{j}]", c)
         elif isinstance(a, LogisticAnalysis):
             need(f"analyses[{i}].outcome", a.outcome)
             for j, c in enumerate(a.covariates):

@@ -19,6 +19,7 @@ from toolkit.analysis.survival.cox import fit_cox
 from toolkit.analysis.survival.km import kaplan_meier
 from toolkit.errors import AnalysisError, StudySpecError
 from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.study import spec as study_spec
 from toolkit.study.spec import (
     AblationAnalysis,
     CoxAnalysis,
@@ -45,6 +46,7 @@ def _cox(a: CoxAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> Analy
         strata=a.strata,
         cluster=a.cluster,
         robust=a.robust,
+        cause=a.cause,
     )
     return cox.to_dict(), {f"forest_{a.name}": forest_plot(cox, title=a.name)}
 
@@ -77,11 +79,54 @@ def _ablation(a: AblationAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy
     return {"kind": "ablation", **result.to_dict()}, {f"ablation_{a.name}": ablation_plot(result, title=a.name)}
 
 
+def _logrank(a: study_spec.LogRankAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisResult:
+    from toolkit.analysis.survival.logrank import logrank_test
+
+    res = logrank_test(frame.assign(event=frame["event"].astype(int)), by=a.by, strata=a.strata)
+    return res.to_dict(), {}
+
+
+def _rmst(a: study_spec.RMSTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisResult:
+    from toolkit.analysis.survival.rmst import rmst
+
+    return rmst(frame.assign(event=frame["event"].astype(int)), tau=a.tau_days, by=a.by).to_dict(), {}
+
+
+def _cumulative_incidence(
+    a: study_spec.CIFAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy
+) -> AnalysisResult:
+    from toolkit.analysis.cif_plot import cif_plot
+    from toolkit.analysis.survival.cif import cumulative_incidence
+
+    res = cumulative_incidence(
+        frame.assign(event=frame["event"].astype(int)),
+        by=a.by,
+        strata=a.strata,
+        times=a.times,
+        causes=a.causes,
+    )
+    plot = cif_plot(res, title=a.name, policy=policy, ticks=[0.0, *a.times] if a.times else None)
+    return res.to_dict(), {f"cif_{a.name}": plot}
+
+
+def _fine_gray(
+    a: study_spec.FineGrayAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy
+) -> AnalysisResult:
+    from toolkit.analysis.survival.finegray import fine_gray
+
+    res = fine_gray(frame.assign(event=frame["event"].astype(int)), covariates=a.covariates, cause=a.cause)
+    return res.to_dict(), {}
+
+
 ANALYSES: dict[type, Callable[[Any, pd.DataFrame, DisclosurePolicy], AnalysisResult]] = {
     AblationAnalysis: _ablation,
     KaplanMeierAnalysis: _kaplan_meier,
     CoxAnalysis: _cox,
     Table1Analysis: _table1,
+    study_spec.LogRankAnalysis: _logrank,
+    study_spec.RMSTAnalysis: _rmst,
+    study_spec.CIFAnalysis: _cumulative_incidence,
+    study_spec.FineGrayAnalysis: _fine_gray,
     LogisticAnalysis: _logistic,
 }
 
