@@ -293,7 +293,7 @@ def _released(row: dict[str, float], policy: DisclosurePolicy) -> dict[str, Any]
         for k in ("positive_fraction", "sensitivity", "specificity", "ppv", "npv", "net_benefit"):
             out[k] = None
         out["suppressed"] = True
-    out["n_positive"] = policy.count(row["n_positive"])
+    out["n_positive"] = None if small else policy.count(row["n_positive"])  # else n - it is the small one
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 

@@ -40,12 +40,20 @@ def _check(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def km_curve_weighted(
-    time: np.ndarray, status: np.ndarray, W: np.ndarray, at: np.ndarray, *, left: bool = False
+    time: np.ndarray,
+    status: np.ndarray,
+    W: np.ndarray,
+    at: np.ndarray,
+    *,
+    left: bool = False,
+    leave_first: np.ndarray | None = None,
 ) -> np.ndarray:
     """Kaplan-Meier survival of ``status`` (1 = the counted event) at each time in ``at``,
     for each row of the weight matrix ``W``: an array of shape ``(B, len(at))``.
 
-    ``left=True`` gives ``S(t-)``, the survival just before ``t``.  Only times up to
+    ``left=True`` gives ``S(t-)``, the survival just before ``t``.  Persons flagged in
+    ``leave_first`` leave the risk set just before the counted events at their time (for the
+    censoring distribution: an event tied with a censoring happens first).  Only times up to
     ``max(at)`` are visited (later persons count in the number at risk only).
     """
     at = np.asarray(at, float)
@@ -61,6 +69,8 @@ def km_curve_weighted(
     d = np.add.reduceat(Ws * status[order[:upto]], starts, axis=1)
     c = np.add.reduceat(Ws, starts, axis=1)
     at_risk = W.sum(axis=1, keepdims=True) - (np.cumsum(c, axis=1) - c)
+    if leave_first is not None:
+        at_risk = at_risk - np.add.reduceat(Ws * leave_first[order[:upto]], starts, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = np.where(at_risk > 1e-12, 1.0 - d / np.where(at_risk > 1e-12, at_risk, 1.0), 1.0)
     surv = np.cumprod(factor, axis=1)
@@ -79,6 +89,14 @@ def km_risk(
     return float(r[0]) if single else r
 
 
+def censoring_survival(
+    time: np.ndarray, status: np.ndarray, W: np.ndarray, at: np.ndarray, *, left: bool = False
+) -> np.ndarray:
+    """``G``: the Kaplan-Meier estimate of remaining uncensored (events tied with a censoring
+    happen first, as in scikit-survival and riskRegression), shape ``(B, len(at))``."""
+    return km_curve_weighted(time, 1.0 - status, W, at, left=left, leave_first=status)
+
+
 def censoring_weights(
     time: np.ndarray, event: np.ndarray, horizon: float, W: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,13 +108,12 @@ def censoring_weights(
     time, status = _check(time, event)
     case = (time <= horizon) & (status == 1)
     control = time > horizon
-    cens = 1.0 - status  # the censoring "event"
     ipcw = np.zeros(W.shape)
     if case.any():
-        g_t = km_curve_weighted(time, cens, W, time[case], left=True)
+        g_t = censoring_survival(time, status, W, time[case], left=True)
         with np.errstate(divide="ignore"):
             ipcw[:, case] = 1.0 / g_t
-    g_h = km_curve_weighted(time, cens, W, np.array([horizon]))
+    g_h = censoring_survival(time, status, W, np.array([horizon]))
     with np.errstate(divide="ignore"):
         ipcw[:, control] = 1.0 / g_h
     if not np.isfinite(ipcw).all():

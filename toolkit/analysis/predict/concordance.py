@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.analysis.predict.censored import _check, km_curve_weighted
+from toolkit.analysis.predict.censored import _check, censoring_survival
 from toolkit.analysis.predict.metrics import weights_2d
 from toolkit.errors import AnalysisError
 
@@ -106,7 +106,7 @@ def uno_c(
     time, status = _check(time, event)
     score = np.asarray(score, float)
     W, single = weights_2d(w, len(time))
-    g = km_curve_weighted(time, 1.0 - status, W, time, left=True)
+    g = censoring_survival(time, status, W, time, left=True)
     use = (status == 1) & (time < tau)
     with np.errstate(divide="ignore"):
         q = np.where(use[None], W / np.where(g > 0, g, np.nan) ** 2, 0.0)

@@ -275,7 +275,7 @@ class RiskModel:
     def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
-    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
+    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float] | np.ndarray) -> np.ndarray:
         raise AnalysisError(f"{self.kind}: a binary model predicts risk at its horizon only")
 
     def design_contributions(self, x: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -308,7 +308,7 @@ class _SurvivalBaseline:
         i = int(np.searchsorted(self.base_times_, t, side="right")) - 1
         return 0.0 if i < 0 else float(self.base_cumhaz_[i])
 
-    def _risk_at(self, lp: np.ndarray, times: Sequence[float]) -> np.ndarray:
+    def _risk_at(self, lp: np.ndarray, times: Sequence[float] | np.ndarray) -> np.ndarray:
         h0 = np.array([self._h0(float(t)) for t in times])
         return np.asarray(1.0 - np.exp(-h0[None, :] * np.exp(lp)[:, None]))
 
@@ -350,7 +350,7 @@ class CoxRiskModel(_SurvivalBaseline, RiskModel):
     def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
         return np.asarray(1.0 - np.exp(-self._h0(self.horizon) * np.exp(self.predict_lp(x))))
 
-    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
+    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float] | np.ndarray) -> np.ndarray:
         return self._risk_at(self.predict_lp(x), times)
 
     def design_contributions(self, x: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -453,7 +453,7 @@ class XGBSurvivalModel(_XGBoost, _SurvivalBaseline, RiskModel):
     def predict_risk(self, x: pd.DataFrame) -> np.ndarray:
         return np.asarray(1.0 - np.exp(-self._h0(self.horizon) * np.exp(self.predict_lp(x))))
 
-    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float]) -> np.ndarray:
+    def predict_risk_at(self, x: pd.DataFrame, times: Sequence[float] | np.ndarray) -> np.ndarray:
         return self._risk_at(self.predict_lp(x), times)
 
 

@@ -20,7 +20,7 @@ from toolkit.errors import AnalysisError
 
 #: Above this many distinct predictions the smoother is evaluated on this many quantiles of
 #: them and interpolated linearly (the curve is smooth at span 0.75; exact below it).
-MAX_POINTS = 200
+MAX_POINTS = 100
 _BLOCK = 128
 
 

@@ -1,0 +1,101 @@
+"""Every metric per level of each declared subgroup variable, and the largest gap between levels.
+
+A cell (one level of one variable) is released only when its number of persons, of outcome
+events and of persons without the event are all zero or at least the policy's minimum cell
+size; otherwise it is written as ``{"level": ..., "suppressed": true}`` with no numbers (its
+metrics could otherwise reveal a small count, e.g. observed risk x n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from toolkit.analysis.predict.assess import point_metrics
+from toolkit.errors import AnalysisError
+from toolkit.privacy.disclosure import DisclosurePolicy
+
+#: metrics whose spread across the levels of a variable is reported as a gap
+GAP_METRICS = (
+    "c_harrell",
+    "auroc",
+    "auc_td",
+    "brier",
+    "brier_ipcw",
+    "calibration_slope",
+    "citl",
+    "o_e_ratio",
+    "ici",
+)
+MISSING_LEVEL = "(missing)"
+
+
+def subgroup_metrics(
+    groups: pd.DataFrame,
+    time: np.ndarray,
+    event: np.ndarray,
+    risk: np.ndarray,
+    horizon: float,
+    *,
+    policy: DisclosurePolicy,
+    risk_matrix: np.ndarray | None = None,
+    variables: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """``({"variables": {var: [cells]}, "gaps": [...]}, {"subgroup_gap_<metric>": largest gap})``."""
+    variables = list(groups.columns) if variables is None else list(variables)
+    time = np.asarray(time, float)
+    event = np.asarray(event).astype(int)
+    risk = np.asarray(risk, float)
+    if len(groups) != len(time):
+        raise AnalysisError(f"subgroups: {len(groups)} rows for {len(time)} persons")
+    table: dict[str, list[dict[str, Any]]] = {}
+    gaps: list[dict[str, Any]] = []
+    for var in variables:
+        levels = groups[var].astype("string").fillna(MISSING_LEVEL).to_numpy(dtype=object)
+        cells: list[dict[str, Any]] = []
+        for level in sorted(set(levels), key=str):
+            sel = levels == level
+            n, ev = int(sel.sum()), int((event[sel] == 1).sum())
+            if policy.is_small(n) or policy.is_small(ev) or policy.is_small(n - ev):
+                cells.append({"level": str(level), "suppressed": True})
+                continue
+            m, warns = point_metrics(
+                time[sel],
+                event[sel],
+                risk[sel],
+                horizon,
+                risk_matrix=None if risk_matrix is None else risk_matrix[sel],
+            )
+            metrics = {k: v for k, v in m.items() if k not in ("n", "events", "n_evaluable")}
+            cells.append(
+                {
+                    "level": str(level),
+                    "n": policy.count(n),
+                    "events": policy.count(ev),
+                    "metrics": metrics,
+                    "warnings": list(warns),
+                }
+            )
+        table[var] = cells
+        for metric in GAP_METRICS:
+            have = [(c["level"], c["metrics"][metric]) for c in cells if metric in c.get("metrics", {})]
+            if len(have) >= 2:
+                hi = max(have, key=lambda lv: lv[1])
+                lo = min(have, key=lambda lv: lv[1])
+                gaps.append(
+                    {
+                        "variable": var,
+                        "metric": metric,
+                        "gap": float(hi[1] - lo[1]),
+                        "highest": hi[0],
+                        "lowest": lo[0],
+                    }
+                )
+    largest: dict[str, float] = {}
+    for g in gaps:
+        key = f"subgroup_gap_{g['metric']}"
+        largest[key] = max(largest.get(key, -np.inf), g["gap"])
+    return {"variables": table, "gaps": gaps}, largest
