@@ -73,7 +73,7 @@ def _fine_gray(d: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"Fine-Gray subdistribution hazards, cause {d['cause']}; n = {_n(d['n'])}, "
-            f"events = {_n(d['events'])}, competing = {_n(d['n_competing'])}",
+            f"events = {_n(d['events'])}, competing events = {_n(d['competing']['events'])}",
             _coefficients(d, "SHR"),
         ]
     )

@@ -70,7 +70,7 @@ class FineGrayResult:
             "variance": "sandwich (Fine & Gray 1999, as cmprsk::crr)",
             "n": self.n,
             "events": self.events,
-            "n_competing": self.competing,
+            "competing": {"events": self.competing},  # nested so that disclosure control sees a count key
             "loglik": self.loglik,
             "loglik_null": self.loglik_null,
             "iterations": self.iterations,
