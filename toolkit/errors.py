@@ -76,6 +76,23 @@ class DisclosureError(ToolkitError, ValueError):
     """An aggregate would reveal a small cell and cannot be released."""
 
 
+class DeidentificationError(ToolkitError, ValueError):
+    """A registry, key file or de-identification setting is unusable."""
+
+
+class FederatedError(ToolkitError, RuntimeError):
+    """A federated run stopped; the message names the site and the round."""
+
+    def __init__(self, message: str, *, site: str | None = None, round_no: int | None = None) -> None:
+        super().__init__(message)
+        self.site = site
+        self.round_no = round_no
+
+
+class SiteRefusal(FederatedError):
+    """A site declined to release an aggregate (below its minimums); the reason is the site's."""
+
+
 class ToolkitWarning(UserWarning):
     """Base class of Regent's warnings."""
 

@@ -1,0 +1,606 @@
+"""A site node: runs the study's cohort and features on its own registry and answers with aggregates.
+
+The node receives a request holding the study (a declarative spec: no code, no SQL) and a set
+of named operations; it answers each with aggregates after checking its own limits
+(:class:`~toolkit.privacy.federated.limits.SiteLimits`).  Rows never leave: what a reply may
+hold is listed per operation below and in docs/privacy.md.  A node that will not release an
+aggregate answers ``{"refused": reason}``; the reason names rules and columns, never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from toolkit.analysis.design import design_matrix, is_categorical
+from toolkit.analysis.logistic import logistic_stats
+from toolkit.errors import FederatedError, SiteRefusal, ToolkitError
+from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.privacy.federated.bins import assign, base_index, propose_cuts
+from toolkit.privacy.federated.limits import SiteLimits
+from toolkit.registry.store import Registry
+
+Reply = dict[str, Any]
+MISSING = -1  # a suppressed count in an integer array
+
+
+@dataclass
+class SiteData:
+    """The study's cohort+features frame at this site and its attrition table (never sent)."""
+
+    frame: pd.DataFrame
+    attrition: pd.DataFrame
+    n: int
+    events: int
+    has_outcome: bool
+    digest: str
+    attributes: dict[str, str]
+
+
+def study_data(spec_json: dict[str, Any], registry: Path) -> SiteData:
+    """Run the study's cohort and features on this registry (as the pooled runner does)."""
+    from toolkit.cohort.compile import compile_cohort
+    from toolkit.cohort.run import DuckDBBackend, execute
+    from toolkit.cohort.spec import CohortSpec
+    from toolkit.features.windows import feature_matrix, window_features
+    from toolkit.study.spec import StudySpec, validate_references
+
+    spec = StudySpec.model_validate(spec_json)
+    assert isinstance(spec.cohort, CohortSpec)
+    source = f"study {spec.name}"
+    with Registry(registry) as reg:
+        backend = DuckDBBackend(reg)
+        compiled = compile_cohort(spec.cohort, attributes=backend.attributes(), source=f"{source}: cohort")
+        validate_references(spec, source=source, cohort_columns=list(compiled.columns))
+        cohort = execute(compiled, backend)
+        windows = window_features(
+            cohort.cohort,
+            reg.con,
+            spec.features,
+            concept_sets={k: v for k, v in spec.cohort.concept_sets.items() if isinstance(v, list)},
+            source=f"{source}: features",
+        )
+        frame = feature_matrix(
+            cohort.cohort, windows, [c for c in cohort.cohort.columns if c not in ("person_id", "index_time")]
+        )
+        return SiteData(
+            frame,
+            cohort.attrition.table,
+            cohort.n,
+            cohort.events,
+            compiled.has_outcome,
+            reg.digest(),
+            backend.attributes(),
+        )
+
+
+def _spec_key(spec_json: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec_json, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _label(v: Any) -> str | None:
+    return None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+
+class SiteNode:
+    """Answers federated requests from one registry.
+
+    >>> node = SiteNode("data/sites/SITE01.duckdb", name="SITE01")  # doctest: +SKIP
+    >>> node.handle({"study": spec_json, "options": {...}, "ops": {"hello": {"op": "hello"}}})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        registry: Path | str,
+        *,
+        name: str,
+        limits: SiteLimits | None = None,
+        cache_dir: Path | str | None = None,
+    ) -> None:
+        self.registry = Path(registry)
+        self.name = name
+        self.limits = limits or SiteLimits()
+        self.policy = DisclosurePolicy(self.limits.min_cell)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._data: dict[str, SiteData] = {}
+
+    # --- data ----------------------------------------------------------------------------
+    def data(self, spec_json: dict[str, Any]) -> SiteData:
+        key = _spec_key(spec_json)
+        if key in self._data:
+            return self._data[key]
+        path = self.cache_dir / f"study-{key}.pkl" if self.cache_dir else None
+        data: SiteData | None = None
+        if path is not None and path.exists():
+            with path.open("rb") as fh:
+                data = pickle.load(fh)  # the site's own cache file, written below
+        if data is None:
+            data = study_data(spec_json, self.registry)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                with tmp.open("wb") as fh:
+                    pickle.dump(data, fh)
+                tmp.replace(path)
+        self._data[key] = data
+        return data
+
+    # --- entry points ----------------------------------------------------------------------
+    def handle_bytes(self, payload: bytes) -> bytes:
+        """Answer one wire-encoded request (what every transport calls)."""
+        from toolkit.privacy.federated.wire import decode, encode
+
+        try:
+            request = decode(payload)
+        except (ValueError, UnicodeDecodeError):
+            return encode({"site": self.name, "error": "the request is not a valid message"})
+        if request.get("identify"):
+            return encode({"site": self.name})
+        return encode(self.handle(request))
+
+    def handle(self, request: dict[str, Any]) -> Reply:
+        """Answer every operation of a request; refusals are answers, other failures errors."""
+        try:
+            spec_json = request["study"]
+            ops = request["ops"]
+            exact = bool(request.get("options", {}).get("exact", False))
+            if not isinstance(ops, dict) or not isinstance(spec_json, dict):
+                raise KeyError("ops")
+        except (KeyError, TypeError, AttributeError):
+            return {"site": self.name, "error": "malformed request (expected study, options and ops)"}
+        try:
+            data = self.data(spec_json)
+        except ToolkitError as exc:
+            return {"site": self.name, "error": f"cannot run the study here: {exc}"}
+        replies: dict[str, Reply] = {}
+        for key, op in ops.items():
+            fn = _OPS.get(str(op.get("op"))) if isinstance(op, dict) else None
+            if fn is None:
+                replies[key] = {
+                    "error": f"unknown operation {op.get('op') if isinstance(op, dict) else op!r}"
+                }
+                continue
+            if exact and not self.limits.allow_exact and op.get("op") in _EXACT_OPS:
+                replies[key] = {
+                    "refused": "exact per-time/per-value counts were requested but this site does not "
+                    "allow them (its allow_exact setting is off)"
+                }
+                continue
+            try:
+                replies[key] = fn(self, data, op, exact)
+            except SiteRefusal as exc:
+                replies[key] = {"refused": str(exc)}
+            except (ToolkitError, KeyError, ValueError, TypeError) as exc:
+                replies[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        return {"site": self.name, "ops": replies}
+
+    # --- checks ----------------------------------------------------------------------------
+    def _check_sample(self, n: int, events: int | None, what: str, *, parameters: int = 0) -> None:
+        lim = self.limits
+        if n < lim.min_persons:
+            raise SiteRefusal(f"{what}: fewer than {lim.min_persons} persons at this site (min_persons)")
+        if events is not None and events < lim.min_events:
+            raise SiteRefusal(f"{what}: fewer than {lim.min_events} events at this site (min_events)")
+        if parameters and n < lim.persons_per_parameter * parameters:
+            raise SiteRefusal(
+                f"{what}: {parameters} parameters need at least {lim.persons_per_parameter} persons per "
+                "parameter at this site (persons_per_parameter)"
+            )
+
+    def _check_groups(self, sizes: dict[str | None, int], what: str) -> None:
+        small = [g for g, n in sizes.items() if 0 < n < self.limits.min_persons]
+        if small:
+            raise SiteRefusal(
+                f"{what}: {len(small)} group(s) have between 1 and {self.limits.min_persons - 1} persons "
+                "at this site (min_persons)"
+            )
+
+    def _count(self, n: int) -> int:
+        c = self.policy.count(n)
+        return MISSING if c is None else int(c)
+
+
+# --- operations --------------------------------------------------------------------------
+def _hello(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Site size, attrition (disclosure-controlled), column types, levels and moments.
+
+    Releases: n and events (refused below the minimums), the attrition table after
+    complementary suppression, each column's dtype, the levels of text columns, the distinct
+    values of numeric columns with at most two of them (binary indicators), and per requested
+    numeric column the count, sum and sum of squares of its values (when >= min_persons).
+    """
+    node._check_sample(data.n, data.events if data.has_outcome else None, "cohort")
+    frame = data.frame
+    levels: dict[str, list[str]] = {}
+    few: dict[str, list[float] | None] = {}
+    for c in frame.columns:
+        if c in ("person_id", "index_time"):
+            continue
+        s = frame[c]
+        if is_categorical(s):
+            levels[c] = sorted(s.dropna().astype(str).unique().tolist())
+        elif pd.api.types.is_numeric_dtype(s):
+            u = pd.unique(s.dropna().astype(float))
+            few[c] = sorted(float(x) for x in u) if len(u) <= 2 else None
+    moments: dict[str, list[float] | None] = {}
+    for c in op.get("moments", []):
+        if c not in frame.columns or not pd.api.types.is_numeric_dtype(frame[c]):
+            moments[c] = None
+            continue
+        x = frame[c].dropna().astype(float).to_numpy()
+        moments[c] = (
+            None
+            if len(x) < node.limits.min_persons
+            else [float(len(x)), float(x.sum()), float((x * x).sum())]
+        )
+    attrition = node.policy.attrition(data.attrition)
+    return {
+        "n": data.n,
+        "events": data.events,
+        "has_outcome": data.has_outcome,
+        "registry_digest": data.digest,
+        "attributes": data.attributes,
+        "dtypes": {c: str(frame[c].dtype) for c in frame.columns if c not in ("person_id", "index_time")},
+        "levels": levels,
+        "few_values": few,
+        "moments": moments,
+        "attrition": [
+            {k: (None if (v is None or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()}
+            for r in attrition.to_dict("records")
+        ],
+        "limits": node.limits.to_dict(),
+    }
+
+
+def _survival_sample(
+    data: SiteData, op: dict[str, Any]
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[tuple[str | None, ...]], np.ndarray, int]:
+    """Rows used by a time-to-event histogram: time, event flag, cell labels and cell of each row."""
+    frame = data.frame
+    dropna = [op["time"], op["event"], *op.get("dropna", [])]
+    sample = frame.dropna(subset=dropna)
+    dropped = len(frame) - len(sample)
+    t = sample[op["time"]].to_numpy(float)
+    d = (sample[op["event"]].astype(int) == int(op.get("cause", 1))).to_numpy()
+    cols = op.get("cells", [])
+    if cols:
+        keys = list(zip(*[[_label(v) for v in sample[c]] for c in cols], strict=True))
+    else:
+        keys = [()] * len(sample)
+    labels = sorted(set(keys), key=lambda k: tuple("" if x is None else "\x01" + x for x in k))
+    code = {k: i for i, k in enumerate(labels)}
+    cell = np.array([code[k] for k in keys], dtype=np.int64)
+    return sample, t, d, labels, cell, dropped
+
+
+def _surv_cuts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Where this site could cut the time axis (binned mode): base-bin indices only."""
+    _, t, d, labels, cell, _ = _survival_sample(data, op)
+    node._check_sample(len(t), int(d.sum()), op.get("what", "time-to-event analysis"))
+    prop = propose_cuts(
+        base_index(t, float(op["base"])),
+        cell,
+        max(len(labels), 1),
+        node.limits.min_bin,
+        what=op.get("what", "time-to-event analysis"),
+        counted=d,
+    )
+    return prop.to_wire()
+
+
+def _surv_hist(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Events and censorings per group and time: per distinct time (exact) or per shared bin.
+
+    Releases: the group labels, the times (distinct follow-up times in exact mode; the shared
+    bins' right edges in binned mode), events and censorings per group and time, and the
+    number of rows left out for missing values (disclosure-controlled).
+    """
+    what = op.get("what", "time-to-event analysis")
+    _, t, d, labels, cell, dropped = _survival_sample(data, op)
+    node._check_sample(len(t), int(d.sum()), what)
+    node._check_groups({str(k): int((cell == i).sum()) for i, k in enumerate(labels)}, what)
+    if exact:
+        times, pos = np.unique(t, return_inverse=True)
+    else:
+        cuts = np.asarray(op["cuts"], np.int64)
+        base = float(op["base"])
+        pos = assign(base_index(t, base), cuts)
+        times = cuts.astype(float) * base
+    ev = np.zeros((len(labels), len(times)), np.int64)
+    ce = np.zeros((len(labels), len(times)), np.int64)
+    np.add.at(ev, (cell[d], pos[d]), 1)
+    np.add.at(ce, (cell[~d], pos[~d]), 1)
+    if not exact:
+        _check_bins(ev, node.limits.min_bin, what)
+    return {
+        "cells": [list(k) for k in labels],
+        "time": times,
+        "events": ev,
+        "censored": ce,
+        "dropped": node._count(dropped),
+    }
+
+
+def _check_bins(counts: np.ndarray, m: int, what: str) -> None:
+    """Every released bin holds >= m per group (a group with none anywhere is exempt)."""
+    live = counts.sum(axis=1) > 0
+    if np.any(counts[live] < m):
+        raise SiteRefusal(f"{what}: the shared bins would release a bin with fewer than {m} events or values")
+
+
+def _value_sample(data: SiteData, op: dict[str, Any]) -> tuple[pd.Series, list[str | None], np.ndarray]:
+    frame = data.frame
+    by = op.get("by")
+    keys = [_label(v) for v in frame[by]] if by else [None] * len(frame)
+    labels = sorted(set(keys), key=lambda k: "" if k is None else "\x01" + k)
+    code = {k: i for i, k in enumerate(labels)}
+    return frame[op["column"]], labels, np.array([code[k] for k in keys], dtype=np.int64)
+
+
+def _value_cuts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    s, labels, cell = _value_sample(data, op)
+    missing = np.bincount(cell[s.isna().to_numpy()], minlength=len(labels))
+    withheld = (missing > 0) & (missing < node.limits.min_cell)  # as in value_hist
+    ok = s.notna().to_numpy() & ~withheld[cell]
+    prop = propose_cuts(
+        base_index(s[ok].astype(float).to_numpy(), float(op["base"])),
+        cell[ok],
+        len(labels),
+        node.limits.min_bin,
+        what=f"Table 1 variable {op['column']!r}",
+    )
+    return prop.to_wire()
+
+
+def _value_hist(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Counts of a numeric variable's values per group: per distinct value or per shared bin.
+
+    Releases per group: the missing count, and either the distinct values with their counts
+    (exact) or per shared bin the count and the sum of the values in it (binned).  A group
+    whose missing count is between 1 and k-1 is withheld entirely (its size minus its counts
+    would reveal that count).
+    """
+    s, labels, cell = _value_sample(data, op)
+    ok = s.notna().to_numpy()
+    missing = np.bincount(cell[~ok], minlength=len(labels))
+    withheld = (missing > 0) & (missing < node.limits.min_cell)
+    keep = ok & ~withheld[cell]
+    x = s[keep].astype(float).to_numpy()
+    c = cell[keep]
+    out: Reply = {
+        "cells": labels,
+        "withheld": withheld,
+        "missing": np.where(withheld, MISSING, missing),
+    }
+    if exact:
+        values, pos = np.unique(x, return_inverse=True)
+        counts = np.zeros((len(labels), len(values)), np.int64)
+        np.add.at(counts, (c, pos), 1)
+        out.update(values=values, counts=counts)
+        return out
+    cuts = np.asarray(op["cuts"], np.int64)
+    pos = assign(base_index(x, float(op["base"])), cuts)
+    counts = np.zeros((len(labels), len(cuts)), np.int64)
+    sums = np.zeros((len(labels), len(cuts)))
+    np.add.at(counts, (c, pos), 1)
+    np.add.at(sums, (c, pos), x)
+    _check_bins(counts, node.limits.min_bin, f"Table 1 variable {op['column']!r}")
+    out.update(counts=counts, sums=sums)
+    return out
+
+
+def _suppress(values: np.ndarray, k: int) -> np.ndarray:
+    """Counts with 1..k-1 replaced by -1 and, when only one was, the next smallest too.
+
+    The cells of one reply add up to a total the coordinator also learns, so a single
+    suppressed cell could be recovered by subtraction (complementary suppression).
+    """
+    v = np.asarray(values, np.int64)
+    hide = (v > 0) & (v < k)
+    if hide.sum() == 1 and len(v) > 1:
+        others = [i for i in range(len(v)) if not hide[i]]
+        nonzero = [i for i in others if v[i] > 0]
+        hide[min(nonzero or others, key=lambda i: v[i])] = True
+    return np.where(hide, MISSING, v)
+
+
+def _t1_sizes(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Group sizes for Table 1 (they add up to the released cohort size: complementary suppression)."""
+    _, labels, cell = _value_sample(data, {**op, "column": data.frame.columns[0]})
+    sizes = np.bincount(cell, minlength=len(labels))
+    return {"cells": labels, "size": _suppress(sizes, node.limits.min_cell)}
+
+
+def _cat_counts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Counts per group and level of a categorical variable, the last column the missing count.
+
+    Each group's row adds up to the group size, so small counts are suppressed (-1) with
+    complementary suppression within the row.
+    """
+    s, labels, cell = _value_sample(data, op)
+    dtype = op.get("dtype")
+    if dtype:
+        s = s.astype(dtype)
+    ok = s.notna().to_numpy()
+    text = s.astype(str).to_numpy()
+    levels = sorted(set(text[ok].tolist()))
+    index = {lv: i for i, lv in enumerate(levels)}
+    counts = np.zeros((len(labels), len(levels) + 1), np.int64)
+    if ok.any():
+        np.add.at(counts, (cell[ok], np.array([index[v] for v in text[ok]], np.int64)), 1)
+    counts[:, -1] = np.bincount(cell[~ok], minlength=len(labels))
+    return {
+        "cells": labels,
+        "levels": levels,
+        "counts": np.vstack([_suppress(row, node.limits.min_cell) for row in counts])
+        if len(labels)
+        else counts,
+    }
+
+
+def _design(
+    data: SiteData, columns: list[str], covariates: list[str], levels: dict[str, list[str]]
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    frame = data.frame
+    sample = frame.dropna(subset=columns)
+    lv = {k: tuple(v) for k, v in levels.items()}
+    x = design_matrix(sample, covariates, lv).matrix if len(sample) else np.zeros((0, 0))
+    return sample, x, len(frame) - len(sample)
+
+
+def _cox_sample(
+    data: SiteData, op: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], int]:
+    cols = [op["time"], op["event"], *op["covariates"]] + ([op["strata"]] if op.get("strata") else [])
+    sample, x, dropped = _design(data, cols, op["covariates"], op.get("levels", {}))
+    t = sample[op["time"]].to_numpy(float)
+    d = (sample[op["event"]].astype(int) == int(op.get("cause", 1))).to_numpy().astype(float)
+    strata = sample[op["strata"]].astype(str).tolist() if op.get("strata") else ["all"] * len(sample)
+    return x, t, d, strata, dropped
+
+
+def _moments(x: np.ndarray) -> Reply:
+    return {"sum_x": x.sum(axis=0), "sum_xx": x.T @ x}
+
+
+def _cox_summary(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Complete-case size and events, and the covariates' sums and cross-products."""
+    x, _, d, strata, dropped = _cox_sample(data, op)
+    what = f"Cox model {op.get('name', '')}".strip()
+    node._check_sample(len(d), int(d.sum()), what, parameters=x.shape[1] if x.size else 1)
+    node._check_groups({s: strata.count(s) for s in set(strata)}, f"{what}: strata")
+    return {"n": len(d), "events": int(d.sum()), "dropped": node._count(dropped), **_moments(x)}
+
+
+def _cox_cuts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    x, t, d, strata, _ = _cox_sample(data, op)
+    what = f"Cox model {op.get('name', '')}".strip()
+    node._check_sample(len(d), int(d.sum()), what, parameters=x.shape[1] if x.size else 1)
+    labels = sorted(set(strata))
+    code = {s: i for i, s in enumerate(labels)}
+    cells = np.array([code[s] for s in strata], np.int64)
+    return propose_cuts(
+        base_index(t, float(op["base"])), cells, len(labels), node.limits.min_bin, what=what, counted=d > 0
+    ).to_wire()
+
+
+def _cox_stats(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Risk-set pieces at the coordinator's beta, per stratum and time (or shared bin).
+
+    Per time: a0 = sum of r, a1 = sum of r x, a2 = sum of r x x' over persons whose follow-up
+    ends then (pooled risk sets are their reverse cumulative sums); d = events, e0/e1/e2 the
+    same sums over the events only (Efron); per stratum the sums of x and of the linear
+    predictor over events.  r = exp((x - centre) beta).
+    """
+    x, t, d, strata, _ = _cox_sample(data, op)
+    what = f"Cox model {op.get('name', '')}".strip()
+    p = x.shape[1]
+    node._check_sample(len(d), int(d.sum()), what, parameters=p)
+    beta = np.asarray(op["beta"], float)
+    center = np.asarray(op["center"], float)
+    if beta.shape != (p,) or center.shape != (p,):
+        raise ValueError(f"beta and centre must have {p} entries")
+    xc = x - center
+    eta = xc @ beta
+    r = np.exp(eta)
+    if exact:
+        tt = t
+    else:
+        cuts = np.asarray(op["cuts"], np.int64)
+        base = float(op["base"])
+        tt = cuts[assign(base_index(t, base), cuts)].astype(float) * base
+    out = []
+    s_arr = np.array(strata, dtype=object)
+    for label in sorted(set(strata)):
+        m = s_arr == label
+        times, pos = np.unique(tt[m], return_inverse=True)
+        xm, rm, dm, em = xc[m], r[m], d[m], eta[m]
+        T = len(times)
+        a0 = np.bincount(pos, weights=rm, minlength=T)
+        a1 = np.zeros((T, p))
+        np.add.at(a1, pos, rm[:, None] * xm)
+        outer = np.einsum("i,ij,ik->ijk", rm, xm, xm)
+        a2 = np.zeros((T, p, p))
+        np.add.at(a2, pos, outer)
+        ev = dm > 0
+        dcount = np.bincount(pos, weights=dm, minlength=T)
+        e0 = np.bincount(pos[ev], weights=rm[ev], minlength=T)
+        e1 = np.zeros((T, p))
+        np.add.at(e1, pos[ev], (rm[:, None] * xm)[ev])
+        e2 = np.zeros((T, p, p))
+        np.add.at(e2, pos[ev], outer[ev])
+        if not exact:
+            _check_bins(dcount[None, :], node.limits.min_bin, what)
+        out.append(
+            {
+                "stratum": label,
+                "time": times,
+                "a0": a0,
+                "a1": a1,
+                "a2": a2,
+                "d": dcount,
+                "e0": e0,
+                "e1": e1,
+                "e2": e2,
+                "ex": xm[ev].sum(axis=0),
+                "eeta": float(em[ev].sum()),
+            }
+        )
+    return {"strata": out}
+
+
+def _logistic_sample(data: SiteData, op: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
+    sample, x, dropped = _design(
+        data, [op["outcome"], *op["covariates"]], op["covariates"], op.get("levels", {})
+    )
+    y = sample[op["outcome"]].astype(float).to_numpy()
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise SiteRefusal(f"logistic regression: outcome {op['outcome']!r} is not 0/1 at this site")
+    return np.column_stack([np.ones(len(sample)), x]) if len(sample) else np.zeros((0, 1)), y, dropped
+
+
+def _logistic_summary(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    x, y, dropped = _logistic_sample(data, op)
+    what = f"logistic regression {op.get('name', '')}".strip()
+    node._check_sample(len(y), int(min(y.sum(), len(y) - y.sum())), what, parameters=x.shape[1])
+    return {"n": len(y), "events": int(y.sum()), "dropped": node._count(dropped), **_moments(x)}
+
+
+def _logistic_stats(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
+    """Log-likelihood, score and information at the coordinator's beta (sums over persons)."""
+    x, y, _ = _logistic_sample(data, op)
+    what = f"logistic regression {op.get('name', '')}".strip()
+    node._check_sample(len(y), int(min(y.sum(), len(y) - y.sum())), what, parameters=x.shape[1])
+    beta = np.asarray(op["beta"], float)
+    if beta.shape != (x.shape[1],):
+        raise ValueError(f"beta must have {x.shape[1]} entries")
+    st = logistic_stats(x, y, beta)
+    return {"loglik": st.loglik, "score": st.score, "info": st.information}
+
+
+_OPS: dict[str, Callable[[SiteNode, SiteData, dict[str, Any], bool], Reply]] = {
+    "hello": _hello,
+    "surv_cuts": _surv_cuts,
+    "surv_hist": _surv_hist,
+    "value_cuts": _value_cuts,
+    "value_hist": _value_hist,
+    "cat_counts": _cat_counts,
+    "t1_sizes": _t1_sizes,
+    "cox_summary": _cox_summary,
+    "cox_cuts": _cox_cuts,
+    "cox_stats": _cox_stats,
+    "logistic_summary": _logistic_summary,
+    "logistic_stats": _logistic_stats,
+}
+#: operations whose exact form releases per-time or per-value counts
+_EXACT_OPS = frozenset({"surv_hist", "value_hist", "cox_stats"})
+
+__all__ = ["FederatedError", "SiteData", "SiteLimits", "SiteNode", "study_data"]
