@@ -339,26 +339,19 @@ def image_features(cohort: pd.DataFrame, values: pd.DataFrame, spec: ImageFeatur
         sel = m[inside.to_numpy()].sort_values([S.TIME, "value"], kind="stable")
         suffix = "" if len(spec.windows) == 1 else "_" + _label(w)
         g = sel.groupby([S.PERSON_ID, S.INDEX_TIME, "measure"])["value"]
-        aggs = {"latest": g.last(), "count": g.size(), "max": g.max(), "min": g.min()}
+        stats = pd.DataFrame({"latest": g.last(), "count": g.size(), "max": g.max(), "min": g.min()})
+        present = set(stats.index.get_level_values("measure"))
         for name in names:
-            base = f"img_{name}"
+            part = (
+                stats.xs(name, level="measure") if name in present else stats.iloc[0:0].droplevel("measure")
+            )
+            joined = keys.join(part, on=[S.PERSON_ID, S.INDEX_TIME])
             for agg in ["latest"] if name.startswith("tex_") else spec.aggs:
                 how = MEASUREMENTS[name][1] if agg == "worst" else agg
-                series = aggs[how].xs(name, level="measure") if name in sel["measure"].values else None
-                col = (
-                    keys.join(series.rename("v"), on=[S.PERSON_ID, S.INDEX_TIME])["v"]
-                    if series is not None
-                    else np.nan
-                )
-                out[f"{base}_{agg}{suffix}"] = col if agg != "count" else pd.Series(col).fillna(0).astype(int)
+                col = joined[how].fillna(0).astype(int) if agg == "count" else joined[how].astype(float)
+                out[f"img_{name}_{agg}{suffix}"] = col.to_numpy()
             if not name.startswith("tex_"):
-                counts = aggs["count"].xs(name, level="measure") if name in sel["measure"].values else None
-                n = (
-                    keys.join(counts.rename("n"), on=[S.PERSON_ID, S.INDEX_TIME])["n"]
-                    if counts is not None
-                    else 0
-                )
-                out[f"{base}_measured{suffix}"] = (pd.Series(n).fillna(0) > 0).astype(int).to_numpy()
+                out[f"img_{name}_measured{suffix}"] = (joined["count"].fillna(0) > 0).astype(int).to_numpy()
     return out
 
 
