@@ -267,3 +267,19 @@ def test_cox_zph(case: dict[str, Any]) -> None:
     np.testing.assert_allclose([r.p for r in rows], case["p"], rtol=1e-3, atol=1e-12)
     d = res.to_dict()["ph_test"]
     assert isinstance(d, dict) and d["global"]["df"] == case["df"][-1]
+
+
+def test_results_render_in_a_notebook() -> None:
+    mgus2 = _frame("mgus2")
+    html_of = {
+        "rmst": rmst(_frame("lung"), tau=365, by="sex")._repr_html_(),
+        "cif": cumulative_incidence(mgus2, by="sex", times=[60])._repr_html_(),
+        "gray": gray_test(mgus2, by="sex", cause=2)._repr_html_(),
+        "fine_gray": fine_gray(mgus2, covariates=["age", "sex"])._repr_html_(),
+        "cox": fit_cox(mgus2, covariates=["age", "sex"], cause=2)._repr_html_(),
+    }
+    assert "τ = 365" in html_of["rmst"] and "2 − 1" in html_of["rmst"]
+    assert "Gray's test, cause 2" in html_of["cif"] and "<table>" in html_of["cif"]
+    assert "χ²=11.65" in html_of["gray"]
+    assert "sex=M" in html_of["fine_gray"] and "SHR" in html_of["fine_gray"]
+    assert "Proportional-hazards test (cox.zph)" in html_of["cox"]

@@ -252,6 +252,12 @@ class CoxResult:
         return (
             f"<p>Cox PH ({self.ties} ties): n={self.n}, events={self.events}, C={self.concordance:.3f}</p>"
             f"<table><tr><th>term</th><th>HR</th><th>95% CI</th><th>p</th></tr>{rows}</table>"
+            + (
+                f"<p>Proportional-hazards test (cox.zph): global χ²={self.ph_test.global_test.chisq:.2f}, "
+                f"df={self.ph_test.global_test.df}, p={self.ph_test.global_test.p:.3g}</p>"
+                if self.ph_test is not None
+                else ""
+            )
         )
 
 

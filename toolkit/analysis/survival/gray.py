@@ -15,6 +15,7 @@ is a vectorised re-implementation of that algorithm, validated against cmprsk 2.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,15 @@ class GrayTestResult:
             "stratified": self.stratified,
             "groups": list(self.groups),
         }
+
+    def _repr_html_(self) -> str:
+        if self.chisq is None or self.p is None:
+            return f"<p>Gray's test, cause {self.cause}: not computable ({html.escape('; '.join(self.warnings))})</p>"
+        strat = " (stratified)" if self.stratified else ""
+        return (
+            f"<p>Gray's test{strat}, cause {self.cause}, groups {html.escape(', '.join(self.groups))}: "
+            f"χ²={self.chisq:.2f}, df={self.df}, p={self.p:.3g}</p>"
+        )
 
 
 def _stratum_score(

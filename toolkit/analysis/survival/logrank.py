@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,17 @@ class LogRankResult:
                 for g, o, e in zip(self.groups, self.observed, self.expected, strict=True)
             ],
         }
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(g)}</td><td>{o:.0f}</td><td>{e:.1f}</td></tr>"
+            for g, o, e in zip(self.groups, self.observed, self.expected, strict=True)
+        )
+        kind = "Stratified log-rank" if self.stratified else "Log-rank"
+        return (
+            f"<p>{kind} test: χ²={self.chisq:.2f}, df={self.df}, p={self.p:.3g}</p>"
+            f"<table><tr><th>group</th><th>observed</th><th>expected</th></tr>{rows}</table>"
+        )
 
 
 def _oe_var(
