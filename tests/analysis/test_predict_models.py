@@ -10,8 +10,8 @@ import statsmodels.api as sm
 from toolkit.analysis.predict import search as search_mod
 from toolkit.analysis.predict.evaluate import cross_validate
 from toolkit.analysis.predict.metrics import expit, horizon_label
-from toolkit.analysis.predict.models import MODELS, make_model
-from toolkit.errors import AnalysisError
+from toolkit.analysis.predict.models import MODELS, make_model, ridge_logistic
+from toolkit.errors import AnalysisError, ConvergenceError
 
 H = 365.0
 
@@ -156,5 +156,8 @@ def test_model_errors_name_the_problem(rng: np.random.Generator) -> None:
     d["event"] = 0  # nobody has the event: the label has one class
     with pytest.raises(AnalysisError, match="single class"):
         _fit("logistic", d)
+    with pytest.raises(ConvergenceError, match="did not converge"):  # perfect separation, no penalty
+        z = np.r_[np.linspace(-2, -0.1, 20), np.linspace(0.1, 2, 20)][:, None]
+        ridge_logistic(z, (z[:, 0] > 0).astype(float), 0.0)
     with pytest.raises(AnalysisError, match="splines: feature 'sex' is categorical"):
         _fit("logistic", _cohort(rng, n=200), splines=["sex"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from toolkit.errors import AnalysisError
 
@@ -141,7 +142,7 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def expit(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
+    return np.asarray(special.expit(np.asarray(x, float)))
 
 
 @dataclass(frozen=True)

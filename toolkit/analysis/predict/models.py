@@ -29,7 +29,6 @@ search`), so cross-validation and the bootstrap never leak.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -471,24 +470,12 @@ class LogisticRiskModel(RiskModel):
     PARAMS = frozenset({"penalty"})
 
     def _fit_binary(self, z: np.ndarray, y: np.ndarray) -> None:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-
         penalty = float(self.fit_params_.get("penalty", 1.0))
         if penalty < 0:
             raise AnalysisError(f"logistic: penalty must be >= 0; got {penalty}")
-        model = LogisticRegression(C=1.0 / penalty if penalty > 0 else np.inf, tol=1e-8, max_iter=5000)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ConvergenceWarning)
-            try:
-                model.fit(z, y)
-            except ConvergenceWarning:
-                raise ConvergenceError(
-                    "logistic: the fit did not converge in 5000 iterations. Try: a larger penalty; "
-                    "fewer features or spline knots; checking for a feature that separates the outcome"
-                ) from None
-        self.coef_ = np.asarray(model.coef_[0], float)
-        self.intercept_ = float(model.intercept_[0])
+        beta = ridge_logistic(z, y, penalty)
+        self.intercept_ = float(beta[0])
+        self.coef_ = np.asarray(beta[1:], float)
 
     def predict_lp(self, x: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.pre_.transform(self._x(x)) @ self.coef_ + self.intercept_)
@@ -506,6 +493,41 @@ class LogisticRiskModel(RiskModel):
         return {
             n: float(b / s) for n, b, s in zip(self.pre_.names_, self.coef_, self.pre_.scales_, strict=True)
         }
+
+
+def ridge_logistic(z: np.ndarray, y: np.ndarray, penalty: float, *, max_iter: int = 100) -> np.ndarray:
+    """(intercept, coefficients) maximising ``loglik - penalty/2 * ||coefficients||^2`` by Newton's
+    method with step halving (the intercept is not penalised)."""
+    x = np.column_stack([np.ones(len(y)), z])
+    pen = np.full(x.shape[1], penalty)
+    pen[0] = 0.0
+
+    def objective(b: np.ndarray) -> float:
+        eta = x @ b
+        return float(y @ eta - np.logaddexp(0.0, eta).sum() - 0.5 * (pen * b) @ b)
+
+    beta = np.zeros(x.shape[1])
+    current = objective(beta)
+    for _ in range(max_iter):
+        mu = expit(x @ beta)
+        grad = x.T @ (y - mu) - pen * beta
+        hess = (x * (mu * (1 - mu))[:, None]).T @ x + np.diag(pen)
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        t = 1.0
+        while t > 1e-8 and objective(beta + t * step) < current - 1e-12:
+            t /= 2
+        beta = beta + t * step
+        new = objective(beta)
+        if abs(new - current) < 1e-10 * (1 + abs(new)) and np.abs(t * step).max() < 1e-8:
+            return beta
+        current = new
+    raise ConvergenceError(
+        "logistic: the fit did not converge (coefficients diverge). Try: a penalty > 0; fewer "
+        "features or spline knots; checking for a feature that separates the outcome"
+    )
 
 
 class XGBClassifierModel(_XGBoost, RiskModel):
