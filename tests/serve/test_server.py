@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.serve.helpers import days_ago
+
 
 def obs(code: str, value: Any, unit: str | None = None, coded: bool = False) -> dict[str, Any]:
     res: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
-        "effectiveDateTime": "2026-11-01",
+        "effectiveDateTime": days_ago(27),
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
     }
     if coded:
@@ -66,7 +68,7 @@ def test_patient_view_returns_a_spec_valid_card(server: str) -> None:
     assert card["indicator"] in {"info", "warning", "critical"}
     assert card["source"]["label"] and card["source"]["url"].endswith("/agents/gbsg2-recurrence/model-card")
     uuid.UUID(card["uuid"])
-    assert "Top contributing factors" in card["detail"] and "(2026-11-01)" in card["detail"]
+    assert "Top contributing factors" in card["detail"] and f"({days_ago(27)})" in card["detail"]
     assert "Hormonal therapy" in card["detail"] or "hormone" in card["detail"].lower()
 
 

@@ -112,20 +112,20 @@ def card_for(agent: Agent, p: Prediction, used: list[UsedDatum], base: str, card
     dates = {u.input: u.date for u in used}
     label = {i.name: i.label or i.name for i in agent.contract.inputs}
     specs = {i.name: i for i in agent.contract.inputs}
-    lines = [f"**{p.summary}**", "", "Top contributing factors:"]
+    lines = ["**Top contributing factors:**"]
     for c in p.contributions:
         when = f" ({dates[c.input]})" if dates.get(c.input) else ""
         lines.append(
             f"- {label.get(c.input, c.input)}: {_shown(c.value, specs.get(c.input))}{when} — {c.direction}"
         )
-    lines += ["", "Data used:"]
+    lines += ["", "**Data used:**"]
     for u in used:
-        source = u.resource + (f" {u.code}" if u.code and u.code not in ("birthDate", "gender") else "")
+        source = u.resource + (f" {u.code}" if u.code else "")
         if u.code is None and u.resource != "Patient":
             source = f"no {u.resource} found (taken as absent)"
         lines.append(f"- {label.get(u.input, u.input)}: {source}" + (f", {u.date}" if u.date else ""))
     if p.imputed or p.warnings:
-        lines += ["", "Data notes:"] + [f"- {w}" for w in p.warnings]
+        lines += ["", "**Data notes:**"] + [f"- {w}" for w in p.warnings]
     card: dict[str, Any] = {
         "uuid": card_uuid,
         "summary": p.summary[:139],
