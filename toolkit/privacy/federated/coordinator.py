@@ -25,27 +25,30 @@ from toolkit.privacy.federated.protocols import (
     Context,
     Protocol,
     cox_protocol,
+    event_counts_protocol,
     garbage,
-    kaplan_meier_protocol,
     logistic_protocol,
     table1_protocol,
 )
 from toolkit.privacy.federated.transport import Transport
 from toolkit.privacy.federated.wire import decode, encode
-from toolkit.study.spec import (
-    CoxAnalysis,
-    KaplanMeierAnalysis,
-    LogisticAnalysis,
-    StudySpec,
-    Table1Analysis,
-    load_study,
-)
+from toolkit.study import spec as study_spec
+from toolkit.study.spec import StudySpec, Table1Analysis, load_study
 
+#: The analysis types a federated run computes, each by its protocol.
 PROTOCOLS: dict[type, Callable[[Context, Any], Protocol]] = {
-    KaplanMeierAnalysis: kaplan_meier_protocol,
-    CoxAnalysis: cox_protocol,
-    Table1Analysis: table1_protocol,
-    LogisticAnalysis: logistic_protocol,
+    study_spec.KaplanMeierAnalysis: event_counts_protocol,
+    study_spec.LogRankAnalysis: event_counts_protocol,
+    study_spec.RMSTAnalysis: event_counts_protocol,
+    study_spec.CIFAnalysis: event_counts_protocol,
+    study_spec.CoxAnalysis: cox_protocol,
+    study_spec.Table1Analysis: table1_protocol,
+    study_spec.LogisticAnalysis: logistic_protocol,
+}
+#: Why the others are not: they need row-level data at the coordinator.
+NOT_FEDERATED: dict[str, str] = {
+    "ablation": "cross-validated model comparison needs row-level predictions",
+    "fine_gray": "the Fine-Gray model's censoring weights are not implemented in the federated protocol",
 }
 
 
@@ -178,6 +181,7 @@ def _hello(
     few: dict[str, set[float] | None] = {}
     mom: dict[str, list[float] | None] = {}
     attrition: list[list[dict[str, Any]]] = []
+    quality: dict[tuple[str, str], list[int]] = {}
     attributes: dict[str, str] | None = None
     digests = []
     for site in sites:
@@ -200,6 +204,8 @@ def _hello(
                 else:
                     mom.setdefault(c, None)
             attrition.append(list(r["attrition"]))
+            for q in r.get("data_quality", []):
+                quality.setdefault((str(q["modality"]), str(q["issue"])), []).append(int(q["count"]))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise driver._at(garbage(site, "malformed hello")) from None
         if attributes is None:
@@ -224,6 +230,10 @@ def _hello(
         "events": events,
         "attrition": _pool_attrition(attrition),
         "attributes": attributes or {},
+        "data_quality": [
+            {"modality": m, "issue": i, "count": None if any(c < 0 for c in v) else sum(v)}
+            for (m, i), v in sorted(quality.items())
+        ],
         "digest": "sha256:"
         + hashlib.sha256(
             ";".join(f"{s}={d}" for s, d in zip(sites, digests, strict=True)).encode()
@@ -265,23 +275,26 @@ def run_federated(
     assert isinstance(spec.cohort, CohortSpec)
     say = progress or (lambda _msg: None)
     policy = DisclosurePolicy(spec.disclosure.min_cell, spec.disclosure.rounding, spec.disclosure.enabled)
-    unsupported = [a.name for a in spec.analyses if type(a) not in PROTOCOLS]
-    if unsupported:
-        raise FederatedError(f"analyses {unsupported} have no federated protocol")
+    federable = [a for a in spec.analyses if type(a) in PROTOCOLS]
+    skipped = [
+        {"analysis": a.name, "type": a.type, "reason": NOT_FEDERATED.get(a.type, "no federated protocol")}
+        for a in spec.analyses
+        if type(a) not in PROTOCOLS
+    ]
     spec_json = spec.model_dump(mode="json")
     started = time.perf_counter()
     driver = _Driver(transport, spec_json, options)
     say("round 1: hello")
     ctx, info = _hello(driver, spec, options, policy)
     compiled = compile_cohort(spec.cohort, attributes=info["attributes"], source="cohort")
-    protocols = {a.name: PROTOCOLS[type(a)](ctx, a) for a in spec.analyses}
+    protocols = {a.name: PROTOCOLS[type(a)](ctx, a) for a in federable}
     try:
         outputs = driver.drive(protocols)
     except ToolkitError:
         raise
     analyses: dict[str, Any] = {}
     plots: dict[str, bytes] = {}
-    for a in spec.analyses:
+    for a in federable:
         analyses[a.name], pl = outputs[a.name]
         plots.update(pl)
     attrition = policy.attrition(info["attrition"])
@@ -308,6 +321,7 @@ def run_federated(
         },
         "analyses": analyses,
         "models": {},
+        "data_quality": info["data_quality"],
         "federated": {
             "transport": transport.name,
             "sites": ctx.sites,
@@ -316,6 +330,8 @@ def run_federated(
             "bytes_received": driver.bytes_received,
             "seconds": round(time.perf_counter() - started, 3),
             **options.to_dict(),
+            "time_bins": ctx.time_bins,
+            "analyses_not_run": skipped,
             "models_not_run": not_run,
         },
     }

@@ -20,9 +20,8 @@ from scipy import stats
 from toolkit.analysis.describe import _smd_binary, table1
 from toolkit.analysis.design import is_categorical
 from toolkit.analysis.logistic import INTERCEPT, logistic_result, null_loglik
-from toolkit.analysis.plots import forest_plot, km_plot
+from toolkit.analysis.plots import forest_plot
 from toolkit.analysis.survival.cox import CoxResult, CoxStats, CoxTerm
-from toolkit.analysis.survival.km import kaplan_meier
 from toolkit.errors import AnalysisError, FederatedError
 from toolkit.privacy.disclosure import DisclosurePolicy
 from toolkit.privacy.federated.assemble import expand, newton_steps, pooled_cox_stats
@@ -52,7 +51,7 @@ class Context:
     levels: dict[str, list[str]]
     few_values: dict[str, list[float] | None]
     moments: dict[str, tuple[float, float, float] | None]
-    notes: list[str] = field(default_factory=list)
+    time_bins: dict[str, list[float]] = field(default_factory=dict)  # binned mode: shared bin edges
 
     def categorical(self, column: str) -> bool:
         return is_categorical(pd.Series([], dtype=self.dtypes[column]))
@@ -101,74 +100,52 @@ def _dropped_warning(dropped: list[int], text: str, k: int) -> list[str]:
     return [f"{total} {text}"] if total else []
 
 
-# --- Kaplan-Meier and log-rank -----------------------------------------------------------
-def kaplan_meier_protocol(ctx: Context, a: Any) -> Protocol:
-    cells = [c for c in (a.by, a.strata) if c]
+# --- Kaplan-Meier, log-rank, RMST, cumulative incidence -----------------------------------
+def event_counts_protocol(ctx: Context, a: Any) -> Protocol:
+    """Analyses that depend on the data only through counts per group, time and event code.
+
+    Sites send those counts; the coordinator lays them out as pseudo-rows and runs the pooled
+    study step itself (:func:`toolkit.study.steps.run_analysis`), so the entry and its plots are
+    exactly what a pooled run would produce from the same counts.
+    """
+    from toolkit.study.steps import run_analysis
+
+    cells = [c for c in (getattr(a, "by", None), getattr(a, "strata", None)) if c]
     op = {
         "time": "time",
         "event": "event",
-        "cause": 1,
         "cells": cells,
-        "dropna": [a.by] if a.by else [],
-        "what": f"Kaplan-Meier {a.name}",
+        "dtypes": {c: ctx.dtypes[c] for c in cells},
+        "what": f"{a.type} {a.name}",
         "base": ctx.options.time_base_days,
     }
     cuts = None
     if not ctx.options.exact:
         cuts = shared_cuts(_proposals((yield {"op": "surv_cuts", **op})))
+        ctx.time_bins[a.name] = [float(c) * ctx.options.time_base_days for c in cuts]
     replies = yield {"op": "surv_hist", **op, "cuts": cuts}
-    table: dict[tuple[tuple[str | None, ...], float], np.ndarray] = {}
-    dropped = []
+    table: dict[tuple[tuple[str | None, ...], float, int], int] = {}
     for site, r in replies.items():
-        times = _arr(site, r, "time", 1)
-        ev, ce = _arr(site, r, "events", 2, kind="i"), _arr(site, r, "censored", 2, kind="i")
+        times, codes = _arr(site, r, "time", 1), _arr(site, r, "codes", 1, kind="i")
+        counts = _arr(site, r, "counts", 3, kind="i")
         labels = r.get("cells")
-        if not isinstance(labels, list) or ev.shape != (len(labels), len(times)) or ce.shape != ev.shape:
+        if not isinstance(labels, list) or counts.shape != (len(labels), len(codes), len(times)):
             raise garbage(site, "histogram shapes do not match")
-        if (ev < 0).any() or (ce < 0).any():
+        if (counts < 0).any():
             raise garbage(site, "negative counts")
-        dropped.append(_int(site, r, "dropped"))
-        for i, lab in enumerate(labels):
-            for j, t in enumerate(times):
-                if ev[i, j] or ce[i, j]:
-                    key = (tuple(lab), float(t))
-                    table[key] = table.get(key, np.zeros(2, np.int64)) + np.array([ev[i, j], ce[i, j]])
-    keys = sorted(table, key=lambda k: (k[1], tuple("" if x is None else x for x in k[0])))
-    cols: dict[str, list[Any]] = {"time": [], "event": []}
-    for c in cells:
-        cols[c] = []
-    counts: list[int] = []
-    for lab, t in keys:
-        for flag, n in ((1, table[(lab, t)][0]), (0, table[(lab, t)][1])):
-            if n:
-                cols["time"].append(t)
-                cols["event"].append(flag)
-                for c, v in zip(cells, lab, strict=True):
-                    cols[c].append(v)
-                counts.append(int(n))
-    pseudo = expand(
-        {
-            k: (
-                np.asarray(v, float)
-                if k == "time"
-                else np.asarray(v, int)
-                if k == "event"
-                else np.asarray(v, object)
-            )
-            for k, v in cols.items()
-        },
-        counts,
-    )
-    km = kaplan_meier(pseudo, by=a.by, strata=a.strata, times=a.times)
-    out = km.to_dict()
-    out["warnings"] = [
-        *_dropped_warning(
-            dropped, "rows with missing time, event or group were left out", ctx.policy.min_cell
-        ),
-        *list(out["warnings"]),  # type: ignore[call-overload]
-    ]
-    plot = km_plot(km, title=a.name, policy=ctx.policy, ticks=[0.0, *a.times] if a.times else None)
-    return out, {f"km_{a.name}": plot}
+        for i, j, k in zip(*np.nonzero(counts), strict=True):
+            key = (tuple(labels[i]), float(times[k]), int(codes[j]))
+            table[key] = table.get(key, 0) + int(counts[i, j, k])
+    keys = sorted(table, key=lambda x: (x[1], x[2], tuple("" if v is None else v for v in x[0])))
+    cols: dict[str, Any] = {
+        "time": np.array([k[1] for k in keys], float),
+        "event": np.array([k[2] for k in keys], int),
+    }
+    for i, c in enumerate(cells):
+        cols[c] = np.array([k[0][i] for k in keys], dtype=object)
+    pseudo = expand(cols, [table[k] for k in keys])
+    entry, plots = run_analysis(a, pseudo, ctx.policy)
+    return entry, plots
 
 
 # --- regression helpers ------------------------------------------------------------------
@@ -252,6 +229,7 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
     cuts = None
     if not ctx.options.exact:
         cuts = shared_cuts(_proposals((yield {"op": "cox_cuts", **op})))
+        ctx.time_bins[a.name] = [float(c) * ctx.options.time_base_days for c in cuts]
     steps = newton_steps(p)
     beta = next(steps)
     null: CoxStats | None = None
@@ -406,12 +384,20 @@ def table1_protocol(ctx: Context, a: Any) -> Protocol:
         }
         for v in num:
             cuts[v] = shared_cuts(_proposals({s: r[v] for s, r in props.items()}))
-    ops: dict[str, Any] = {"_sizes": {"op": "t1_sizes", "by": by}}
+    dt = {by: ctx.dtypes[by]} if by else {}
+    ops: dict[str, Any] = {"_sizes": {"op": "t1_sizes", "by": by, "dtypes": dt}}
     for v in a.variables:
         if kinds[v] == "cat":
-            ops[v] = {"op": "cat_counts", "column": v, "by": by, "dtype": ctx.dtypes[v]}
+            ops[v] = {"op": "cat_counts", "column": v, "by": by, "dtype": ctx.dtypes[v], "dtypes": dt}
         else:
-            ops[v] = {"op": "value_hist", "column": v, "by": by, "cuts": cuts[v], "base": bases.get(v, 1.0)}
+            ops[v] = {
+                "op": "value_hist",
+                "column": v,
+                "by": by,
+                "dtypes": dt,
+                "cuts": cuts[v],
+                "base": bases.get(v, 1.0),
+            }
     replies = yield {"op": "multi", "ops": ops}
     # group sizes
     labels: set[str | None] = set()

@@ -43,14 +43,19 @@ class SiteData:
     has_outcome: bool
     digest: str
     attributes: dict[str, str]
+    quality: list[dict[str, Any]]  # data-quality counts per modality and issue (no ids)
 
 
 def study_data(spec_json: dict[str, Any], registry: Path) -> SiteData:
-    """Run the study's cohort and features on this registry (as the pooled runner does)."""
+    """Run the study's cohort and features on this registry (as the pooled runner does).
+
+    A note lexicon given as a file path would have to exist at the site; the packaged
+    lexicons need nothing.
+    """
     from toolkit.cohort.compile import compile_cohort
     from toolkit.cohort.run import DuckDBBackend, execute
     from toolkit.cohort.spec import CohortSpec
-    from toolkit.features.windows import feature_matrix, window_features
+    from toolkit.features.fusion import build_features
     from toolkit.study.spec import StudySpec, validate_references
 
     spec = StudySpec.model_validate(spec_json)
@@ -61,16 +66,15 @@ def study_data(spec_json: dict[str, Any], registry: Path) -> SiteData:
         compiled = compile_cohort(spec.cohort, attributes=backend.attributes(), source=f"{source}: cohort")
         validate_references(spec, source=source, cohort_columns=list(compiled.columns))
         cohort = execute(compiled, backend)
-        windows = window_features(
+        # the same feature builder as the pooled runner (structured, note and image features)
+        fused = build_features(
             cohort.cohort,
-            reg.con,
+            reg,
             spec.features,
             concept_sets={k: v for k, v in spec.cohort.concept_sets.items() if isinstance(v, list)},
             source=f"{source}: features",
         )
-        frame = feature_matrix(
-            cohort.cohort, windows, [c for c in cohort.cohort.columns if c not in ("person_id", "index_time")]
-        )
+        frame = fused.frame
         return SiteData(
             frame,
             cohort.attrition.table,
@@ -79,6 +83,7 @@ def study_data(spec_json: dict[str, Any], registry: Path) -> SiteData:
             compiled.has_outcome,
             reg.digest(),
             backend.attributes(),
+            fused.quality_counts().to_dict("records"),
         )
 
 
@@ -257,55 +262,67 @@ def _hello(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> R
             for r in attrition.to_dict("records")
         ],
         "limits": node.limits.to_dict(),
+        "data_quality": [
+            {"modality": str(q["modality"]), "issue": str(q["issue"]), "count": node._count(int(q["count"]))}
+            for q in data.quality
+        ],
     }
+
+
+def _labels(frame: pd.DataFrame, cols: list[str], dtypes: dict[str, str]) -> list[tuple[str | None, ...]]:
+    """Each row's group labels as text (cast to the pooled dtype first, so labels match a pooled run)."""
+    if not cols:
+        return [()] * len(frame)
+    parts = []
+    for c in cols:
+        s = frame[c].astype(dtypes[c]) if c in dtypes else frame[c]
+        parts.append([_label(v) for v in s])
+    return list(zip(*parts, strict=True))
 
 
 def _survival_sample(
     data: SiteData, op: dict[str, Any]
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[tuple[str | None, ...]], np.ndarray, int]:
-    """Rows used by a time-to-event histogram: time, event flag, cell labels and cell of each row."""
-    frame = data.frame
-    dropna = [op["time"], op["event"], *op.get("dropna", [])]
-    sample = frame.dropna(subset=dropna)
-    dropped = len(frame) - len(sample)
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str | None, ...]], np.ndarray]:
+    """Rows of a time-to-event histogram: time, event code, group labels and each row's group."""
+    sample = data.frame.dropna(subset=[op["time"], op["event"]])
     t = sample[op["time"]].to_numpy(float)
-    d = (sample[op["event"]].astype(int) == int(op.get("cause", 1))).to_numpy()
-    cols = op.get("cells", [])
-    if cols:
-        keys = list(zip(*[[_label(v) for v in sample[c]] for c in cols], strict=True))
-    else:
-        keys = [()] * len(sample)
+    code = sample[op["event"]].astype(int).to_numpy()
+    keys = _labels(sample, list(op.get("cells", [])), op.get("dtypes", {}))
     labels = sorted(set(keys), key=lambda k: tuple("" if x is None else "\x01" + x for x in k))
-    code = {k: i for i, k in enumerate(labels)}
-    cell = np.array([code[k] for k in keys], dtype=np.int64)
-    return sample, t, d, labels, cell, dropped
+    index = {k: i for i, k in enumerate(labels)}
+    return t, code, labels, np.array([index[k] for k in keys], dtype=np.int64)
+
+
+def _event_cells(code: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, int]:
+    """One cell per (group, event code >= 1): the rule applies to each cause in each group."""
+    causes = np.unique(code[code >= 1])
+    pos = np.searchsorted(causes, code)
+    return cell * max(len(causes), 1) + np.where(code >= 1, pos, 0), (
+        int(cell.max()) + 1 if len(cell) else 1
+    ) * max(len(causes), 1)
 
 
 def _surv_cuts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
-    """Where this site could cut the time axis (binned mode): base-bin indices only."""
-    _, t, d, labels, cell, _ = _survival_sample(data, op)
-    node._check_sample(len(t), int(d.sum()), op.get("what", "time-to-event analysis"))
+    """Where this site's bins of the time axis end (binned mode): base-bin indices only."""
+    what = op.get("what", "time-to-event analysis")
+    t, code, _, cell = _survival_sample(data, op)
+    node._check_sample(len(t), int((code >= 1).sum()), what)
+    cells, n_cells = _event_cells(code, cell)
     prop = propose_cuts(
-        base_index(t, float(op["base"])),
-        cell,
-        max(len(labels), 1),
-        node.limits.min_bin,
-        what=op.get("what", "time-to-event analysis"),
-        counted=d,
+        base_index(t, float(op["base"])), cells, n_cells, node.limits.min_bin, what=what, counted=code >= 1
     )
     return prop.to_wire()
 
 
 def _surv_hist(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
-    """Events and censorings per group and time: per distinct time (exact) or per shared bin.
+    """Persons per group, time and event code (0 = censored): per distinct time (exact) or shared bin.
 
-    Releases: the group labels, the times (distinct follow-up times in exact mode; the shared
-    bins' right edges in binned mode), events and censorings per group and time, and the
-    number of rows left out for missing values (disclosure-controlled).
+    Releases: the group labels, the event codes present, the times (distinct follow-up times
+    in exact mode; the shared bins' right edges in binned mode) and the counts.
     """
     what = op.get("what", "time-to-event analysis")
-    _, t, d, labels, cell, dropped = _survival_sample(data, op)
-    node._check_sample(len(t), int(d.sum()), what)
+    t, code, labels, cell = _survival_sample(data, op)
+    node._check_sample(len(t), int((code >= 1).sum()), what)
     node._check_groups({str(k): int((cell == i).sum()) for i, k in enumerate(labels)}, what)
     if exact:
         times, pos = np.unique(t, return_inverse=True)
@@ -314,19 +331,15 @@ def _surv_hist(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) 
         base = float(op["base"])
         pos = assign(base_index(t, base), cuts)
         times = cuts.astype(float) * base
-    ev = np.zeros((len(labels), len(times)), np.int64)
-    ce = np.zeros((len(labels), len(times)), np.int64)
-    np.add.at(ev, (cell[d], pos[d]), 1)
-    np.add.at(ce, (cell[~d], pos[~d]), 1)
+    codes = np.unique(code)
+    ci = np.searchsorted(codes, code)
+    counts = np.zeros((len(labels), len(codes), len(times)), np.int64)
+    np.add.at(counts, (cell, ci, pos), 1)
     if not exact:
-        _check_bins(ev, node.limits.min_bin, what)
-    return {
-        "cells": [list(k) for k in labels],
-        "time": times,
-        "events": ev,
-        "censored": ce,
-        "dropped": node._count(dropped),
-    }
+        for j, c in enumerate(codes):
+            if c >= 1:
+                _check_bins(counts[:, j, :], node.limits.min_bin, what)
+    return {"cells": [list(k) for k in labels], "codes": codes, "time": times, "counts": counts}
 
 
 def _check_bins(counts: np.ndarray, m: int, what: str) -> None:
@@ -339,7 +352,7 @@ def _check_bins(counts: np.ndarray, m: int, what: str) -> None:
 def _value_sample(data: SiteData, op: dict[str, Any]) -> tuple[pd.Series, list[str | None], np.ndarray]:
     frame = data.frame
     by = op.get("by")
-    keys = [_label(v) for v in frame[by]] if by else [None] * len(frame)
+    keys = [k[0] for k in _labels(frame, [by], op.get("dtypes", {}))] if by else [None] * len(frame)
     labels = sorted(set(keys), key=lambda k: "" if k is None else "\x01" + k)
     code = {k: i for i, k in enumerate(labels)}
     return frame[op["column"]], labels, np.array([code[k] for k in keys], dtype=np.int64)
