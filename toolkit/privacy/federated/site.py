@@ -614,6 +614,8 @@ _OPS: dict[str, Callable[[SiteNode, SiteData, dict[str, Any], bool], Reply]] = {
     "logistic_stats": _logistic_stats,
 }
 #: operations whose exact form releases per-time or per-value counts
-_EXACT_OPS = frozenset({"surv_hist", "value_hist", "cox_stats"})
+_EXACT_OPS = frozenset(
+    {"hello", "surv_hist", "value_hist", "cox_stats"}
+)  # hello: refuse an exact run at once
 
 __all__ = ["FederatedError", "SiteData", "SiteLimits", "SiteNode", "study_data"]
