@@ -71,6 +71,7 @@ def build_features(
         frame = frame.merge(gen, on=keys, how="left")
         groups["structured"] = structured + [c for c in gen.columns if c not in keys]
     persons = cohort[[S.PERSON_ID]].drop_duplicates()
+    reg.con.execute("SELECT 1").fetchall()  # finish any pending result before register()
     reg.con.register("_fusion_persons", persons)
     try:
         if spec.note_spec is not None:

@@ -214,6 +214,7 @@ def _upload_index(con: Any, keys: pd.DataFrame) -> None:
     """``_feature_index`` on the backend: a DuckDB connection or a Spark backend/session."""
     frame = keys.assign(row_id=np.arange(len(keys), dtype=np.int64))[["row_id", S.PERSON_ID, S.INDEX_TIME]]
     if _is_duckdb(con):
+        con.execute("SELECT 1").fetchall()  # finish any pending result: register() refuses to run beside one
         con.register("_feature_index_df", frame)
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {_INDEX} AS SELECT * FROM _feature_index_df")
