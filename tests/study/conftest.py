@@ -1,4 +1,4 @@
-"""Fixtures for the study tests: a small synthetic registry (no notes or images) built once."""
+"""Fixtures for the study tests: a small synthetic registry, built once."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ import pytest
 def small_hf_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from toolkit.registry.synth.heart_failure import SynthConfig, synthesize
 
-    return synthesize(
-        tmp_path_factory.mktemp("hf-small") / "hf.duckdb", SynthConfig(1500, 3, 5, notes=False, images=False)
-    )
+    # with notes and images: the flagship study uses imaging and note features
+    return synthesize(tmp_path_factory.mktemp("hf-small") / "hf.duckdb", SynthConfig(1500, 3, 5))
+
+
+@pytest.fixture(scope="session")
+def nb_mlruns(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow store for the notebook tests: creating a store (its migrations) takes seconds."""
+    return tmp_path_factory.mktemp("nb") / "mlruns"

@@ -85,6 +85,9 @@ def test_compare_two_tracked_runs_from_the_cli(gbsg2_run, tmp_path: Path) -> Non
     shutil.copytree(REPO / "studies/gbsg2_recurrence", d)
     data = yaml.safe_load((d / "study.yaml").read_text())
     data["models"] = [{**data["models"][0], "log": ["positive_nodes"]}]
+    # another name: its own experiment and registered model, so run A's alias stays where it is
+    data["name"] = "gbsg2_variant"
+    data["validation"] = {"cv_folds": 5, "bootstrap": 20, "optimism_bootstrap": 0}
     (d / "study.yaml").write_text(yaml.safe_dump(data))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -94,7 +97,7 @@ def test_compare_two_tracked_runs_from_the_cli(gbsg2_run, tmp_path: Path) -> Non
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    assert {"key": "models[cox_5y].log", "a": "(absent)", "b": ["positive_nodes"]} in out["spec_changes"]
+    assert {"key": "models[cox_5y].log", "a": [], "b": ["positive_nodes"]} in out["spec_changes"]
     assert out["models_only_in_a"] == ["xgb_5y"] and out["cohort"]["n"] == [686, 686]
     deltas = {(m["model"], m["metric"]): m for m in out["metrics"]}
     c = deltas[("cox_5y", "c_harrell")]
