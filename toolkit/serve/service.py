@@ -47,7 +47,7 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
-        audit = AuditLog(settings.audit_path) if settings.audit_path is not None else None
+        audit = AuditLog(settings.audit_path, sync=settings.audit_sync) if settings.audit_path else None
         jti = SqliteJtiCache(settings.audit_path) if settings.audit_path is not None else MemoryJtiCache()
         return cls(settings, load_agents(settings.agents_dir), Authenticator(settings, jti), audit, Metrics())
 

@@ -87,6 +87,9 @@ class Settings(Frozen):
     audit_path: Path | None = Field(
         None, description="SQLite audit log (and jti replay cache shared by workers)."
     )
+    audit_sync: Literal["normal", "full"] = Field(
+        "normal", description="'full' fsyncs each audit record (survives power loss; slower)."
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed (CORS).")
     max_body_bytes: int = Field(1_000_000, gt=0, description="Larger requests are refused (413).")
     request_timeout_s: float = Field(10.0, gt=0, description="A request still running then answers 504.")
