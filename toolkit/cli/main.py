@@ -13,6 +13,7 @@ from rich.console import Console
 
 from toolkit.cli.analyze import analyze_app
 from toolkit.cli.multimodal import images_app, notes_app
+from toolkit.cli.privacy import federated_app, privacy_app, registry_deidentify
 from toolkit.cli.studies import runs_app, study_new
 from toolkit.errors import ToolkitError
 
@@ -26,6 +27,9 @@ cohort_app = typer.Typer(help="Declarative cohorts.", no_args_is_help=True)
 study_app = typer.Typer(help="Create, run and describe studies.", no_args_is_help=True)
 agent_app = typer.Typer(help="Package, verify and call agents.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
+app.add_typer(federated_app, name="federated")
+app.add_typer(privacy_app, name="privacy")
+registry_app.command("deidentify")(registry_deidentify)
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(study_app, name="study")
 app.add_typer(agent_app, name="agent")

@@ -9,6 +9,7 @@ explicit ``enabled=False`` and is stated in every report.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,11 @@ import numpy as np
 import pandas as pd
 
 SUPPRESSED = None  # how a suppressed count is released (JSON null, an empty CSV cell)
+_COUNT_PHRASE = re.compile(
+    r"(?<![\d.,\-])(\d[\d,]*)(?=\s+(?:rows?|persons?|patients?|people|subjects?|events?|deaths?|"
+    r"records?|cases?|individuals?|participants?)\b)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,23 @@ class DisclosurePolicy:
                 out[c] = [self.count(v) for v in frame[c]]
         return out
 
+    def text(self, s: str) -> str:
+        """Apply the count rule to counts written in text: ``3 rows with missing values`` -> ``<10 rows ...``."""
+        if not self.enabled:
+            return s
+
+        def repl(m: re.Match[str]) -> str:
+            n = int(m.group(1).replace(",", ""))
+            shown = self.count(n)
+            return f"<{self.min_cell}" if shown is None else m.group(1) if shown == n else str(shown)
+
+        return _COUNT_PHRASE.sub(repl, s)
+
     def scrub(self, value: Any, count_keys: frozenset[str]) -> Any:
-        """Recursively apply the count rule to every key named in ``count_keys`` in a JSON tree."""
+        """Recursively apply the count rule to every key named in ``count_keys`` in a JSON tree,
+        and to counts written in its text (warnings such as ``3 rows ... were left out``)."""
+        if isinstance(value, str):
+            return self.text(value)
         if isinstance(value, dict):
             return {
                 k: (

@@ -28,6 +28,11 @@ def split_registry(registry: Path | str, out_dir: Path | str, *, by: str = S.SIT
             raise RegistryError(f"{registry}: some persons have no {by!r}; cannot assign them to a site")
         tables = {t: reg.sql(f"SELECT * FROM {t}") for t in ("observation_period", "events")}
         optional = {t: reg.sql(f"SELECT * FROM {t}") for t in ("notes", "images") if t in reg.table_names()}
+        if "images" in optional:  # image uris are relative to the registry file: make them absolute
+            folder = Path(registry).resolve().parent
+            optional["images"]["uri"] = [
+                None if u is None else str((folder / u).resolve()) for u in optional["images"]["uri"]
+            ]
         attributes = reg.attributes()
         meta = reg.metadata()
     out: dict[str, Path] = {}
