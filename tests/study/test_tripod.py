@@ -82,3 +82,14 @@ def test_report_has_checklist_model_card_and_predictors(gbsg2_run) -> None:  # t
     assert html.count('<tr class="row-') == 52
     assert "missing: add <code>report.intended_use</code>" in html  # the model card flags it too
     assert "hormone_therapy=yes" in html  # the Cox coefficients in the model card
+
+
+def test_subgroup_and_site_performance_are_recognised(gbsg2_run) -> None:  # type: ignore[no-untyped-def]
+    run, _, _ = gbsg2_run
+    models = {name: {**m, "subgroups": {"variables": {}}} for name, m in run.results["models"].items()}
+    by_id = {i.id: i for i in tripod_checklist(run.spec, {**run.results, "models": models}).items}
+    assert by_id["23a"].status == "partial" and by_id["12d"].status == "missing"
+    models["cox_5y"]["subgroups"] = {"variables": {"site_id": [{"level": "S1", "n": 300}]}}
+    by_id = {i.id: i for i in tripod_checklist(run.spec, {**run.results, "models": models}).items}
+    assert by_id["23a"].status == "addressed" and by_id["12d"].status == "addressed"
+    assert by_id["23b"].note == "performance by site"

@@ -159,16 +159,21 @@ def _model_has(results: dict[str, Any], *keys: str) -> bool:
     return any(any(k in m for k in keys) for m in _models(results).values())
 
 
+def _subgroup_variables(m: dict[str, Any]) -> list[str]:
+    """The variables a model's performance is reported by (``subgroups.variables`` in results)."""
+    sub = m.get("subgroups")
+    if isinstance(sub, dict):
+        inner = sub.get("variables", sub)
+        return [str(k) for k, v in inner.items() if v] if isinstance(inner, dict) else []
+    return []
+
+
 def _by_site(results: dict[str, Any]) -> bool:
-    for m in _models(results).values():
-        sub = m.get("subgroups")
-        if isinstance(sub, dict) and any("site" in str(k) for k in sub):
-            return True
-        if isinstance(sub, list) and any(
-            "site" in str(s.get("variable", "")) for s in sub if isinstance(s, dict)
-        ):
-            return True
-    return False
+    return any("site_id" in _subgroup_variables(m) for m in _models(results).values())
+
+
+def _has_subgroups(results: dict[str, Any]) -> bool:
+    return any(_subgroup_variables(m) for m in _models(results).values())
 
 
 def _r_title(spec: Any, results: dict[str, Any]) -> Verdict | None:
@@ -310,7 +315,7 @@ def _r_no_imbalance(spec: Any, results: dict[str, Any]) -> Verdict | None:
 
 
 def _r_fairness(spec: Any, results: dict[str, Any]) -> Verdict | None:
-    if _model_has(results, "subgroups"):
+    if _has_subgroups(results):
         return "partial", "#models", "performance by subgroup is reported"
     return None
 
@@ -372,7 +377,7 @@ def _r_model_specification(spec: Any, results: dict[str, Any]) -> Verdict | None
 def _r_performance(spec: Any, results: dict[str, Any]) -> Verdict | None:
     if not _models(results):
         return None
-    if _model_has(results, "subgroups"):
+    if _has_subgroups(results):
         return "addressed", "#models", "cross-validated estimates with 95% CIs, overall and by subgroup"
     return "partial", "#models", "cross-validated estimates with 95% CIs; no subgroup performance"
 
