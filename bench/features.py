@@ -74,12 +74,14 @@ def regent(reg: Registry, keys: pd.DataFrame) -> tuple[float, pd.DataFrame]:
     gen = generated_features(keys, reg.con, SPEC)
     elapsed = time.perf_counter() - t
     coo = gen.matrix.tocoo()
-    name = np.array(gen.names)[coo.col]
-    parts = np.char.partition(name.astype(str), "__")
-    long = pd.DataFrame({"row_id": coo.row, "feature": name, "value": coo.data})
-    long[["slug", "rest"]] = pd.DataFrame({"slug": parts[:, 0], "rest": parts[:, 2]}).to_numpy()
-    long[["window", "agg"]] = long["rest"].str.rsplit("__", n=1, expand=True).to_numpy()
-    return elapsed, long.drop(columns=["rest", "feature"])
+    # per feature column: (code slug, window, aggregation), then indexed by the stored entries
+    meta = pd.DataFrame([n.split("__") for n in gen.names], columns=["slug", "window", "agg"])
+    long = pd.DataFrame({"row_id": coo.row, "value": coo.data})
+    for c in meta.columns:
+        long[c] = pd.Categorical.from_codes(
+            pd.Categorical(meta[c]).codes[coo.col], categories=pd.Categorical(meta[c]).categories
+        ).astype(str)
+    return elapsed, long
 
 
 def pandas_baseline(events: pd.DataFrame, keys: pd.DataFrame) -> tuple[float, pd.DataFrame]:
