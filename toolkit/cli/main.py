@@ -110,6 +110,46 @@ def registry_synth(
     out.print(f"wrote {path}\ntruth: {tj} and {tp}")
 
 
+@registry_app.command("import-omop")
+def registry_import_omop(
+    folder: Annotated[Path, typer.Argument(help="Folder of OMOP CDM 5.4 tables (CSV or Parquet)")],
+    out_path: Annotated[Path, typer.Option("--out", help="Registry file to write")],
+    vocabulary: Annotated[
+        Path | None, typer.Option(help="Folder or file holding the OMOP concept table, if not in FOLDER")
+    ] = None,
+    prefer_source: Annotated[
+        bool, typer.Option(help="Code facts by their source concept (e.g. ICD-10-CM) first")
+    ] = False,
+) -> None:
+    """Import OMOP CDM 5.4 tables into the canonical registry schema."""
+    from toolkit.registry.importers.omop import import_omop
+
+    out.print(f"wrote {import_omop(folder, out_path, vocabulary=vocabulary, prefer_source=prefer_source)}")
+
+
+@registry_app.command("export-meds")
+def registry_export_meds(
+    registry: Annotated[Path, typer.Argument(help="Registry file")],
+    out_dir: Annotated[Path, typer.Option("--out", help="MEDS dataset folder to write (replaced)")],
+    shard_size: Annotated[int, typer.Option(help="Subjects per data shard")] = 50_000,
+) -> None:
+    """Export a registry as a MEDS dataset (data/*.parquet + metadata/)."""
+    from toolkit.registry.meds import export_meds
+
+    out.print(f"wrote {export_meds(registry, out_dir, shard_size=shard_size)}")
+
+
+@registry_app.command("import-meds")
+def registry_import_meds(
+    meds_dir: Annotated[Path, typer.Argument(help="MEDS dataset folder")],
+    out_path: Annotated[Path, typer.Option("--out", help="Registry file to write")],
+) -> None:
+    """Import a MEDS dataset into the canonical registry schema."""
+    from toolkit.registry.meds import import_meds
+
+    out.print(f"wrote {import_meds(meds_dir, out_path)}")
+
+
 # --- cohort --------------------------------------------------------------------------------
 @cohort_app.command("schema")
 def cohort_schema() -> None:
