@@ -98,6 +98,9 @@ def test_assess_degenerate_predictions_are_warnings_not_nans(rng: np.random.Gene
     late = np.where(e == 1, np.maximum(t, H + 1), t)
     b = assess(late, e, rng.uniform(0.1, 0.5, len(t)), H, bootstrap=20)
     assert "auroc" not in b.metrics and any(w.startswith("auroc: only one outcome class") for w in b.warnings)
+    # warnings are released with the results: they name the problem, never a count of persons
+    counts = {str(int(x)) for x in (len(t), (e == 1).sum(), (t >= H).sum(), (late >= H).sum())}
+    assert not any(c in w.split() for w in [*a.warnings, *b.warnings] for c in counts)
 
 
 def test_external_split_by_site_and_by_date(rng: np.random.Generator) -> None:

@@ -317,7 +317,8 @@ def decile_table(
             "observed_lower": 1.0 - hi,
             "observed_upper": 1.0 - lo,
         }
-        if policy.is_small(n) or policy.is_small(int((event[sel] == 1).sum())):
+        ev = int((event[sel] == 1).sum())
+        if policy.is_small(n) or policy.is_small(ev) or policy.is_small(n - ev):
             row.update({"observed_risk": None, "observed_lower": None, "observed_upper": None})
             row["suppressed"] = True
         rows.append(row)

@@ -144,8 +144,8 @@ def auc_td(
     case, control, iw = ipcw or censoring_weights(time, status, horizon, W)
     if case.sum() == 0 or control.sum() == 0:
         raise AnalysisError(
-            f"auc_td: {int(case.sum())} cases and {int(control.sum())} controls at {horizon:g} days; "
-            "need both"
+            f"auc_td: {'no cases (outcome by' if case.sum() == 0 else 'no controls (event-free after'} "
+            f"{horizon:g} days); need both"
         )
     # controls all carry the same 1/G(h): it cancels, so controls keep their plain weight
     cw = W * np.where(case[None], iw, np.where(control[None], 1.0, 0.0))

@@ -100,7 +100,7 @@ def cross_validate(
     time = np.asarray(time, float)
     event = np.asarray(event).astype(int)
     if (event == 1).sum() < folds:
-        raise AnalysisError(f"cross-validation: {int((event == 1).sum())} events for {folds} folds")
+        raise AnalysisError(f"cross-validation: fewer outcome events than the {folds} folds")
     oof = np.full(len(time), np.nan)
     grid = ibs_times(horizon)
     matrix: np.ndarray | None = None

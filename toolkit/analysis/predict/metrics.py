@@ -73,7 +73,9 @@ def _classes(y: np.ndarray, what: str) -> None:
     if len(y) == 0:
         raise AnalysisError(f"{what}: no persons to evaluate")
     if y.min() == y.max():
-        raise AnalysisError(f"{what}: only one outcome class ({int(y[0])}) among {len(y)} persons; undefined")
+        raise AnalysisError(
+            f"{what}: only one outcome class ({int(y[0])}) among the persons evaluated; undefined"
+        )
 
 
 def _score_groups(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +212,7 @@ def recalibration(
     y = np.asarray(y, float)
     p = check_risk(p)
     if len(y) < 3:
-        raise AnalysisError(f"calibration: {len(y)} persons; need at least 3")
+        raise AnalysisError("calibration: fewer than 3 persons")
     binary = bool(np.isin(y, (0.0, 1.0)).all())
     if binary:
         _classes(y, "calibration")

@@ -253,7 +253,7 @@ class RiskModel:
             if len(y) == 0 or y.min() == y.max():
                 raise AnalysisError(
                     f"{self.kind}: the label at {self.horizon:g} days has a single class among the "
-                    f"{len(y)} evaluable persons; a binary model cannot be fitted"
+                    "evaluable persons; a binary model cannot be fitted"
                 )
             self.n_fit_ = int(keep.sum())
             self._fit_binary(z[keep], y)
