@@ -21,6 +21,7 @@ import uvicorn
 from toolkit.agents.load import Agent
 from toolkit.agents.package import package_agent
 from toolkit.serve.app import create_app
+from toolkit.serve.demo_page import recent_dates
 from toolkit.serve.settings import Settings
 from toolkit.study.runner import run_study
 from toolkit.tracking.mlflow_tracker import MLflowTracker
@@ -95,7 +96,8 @@ def run_demo(
     p = agent.predict(patient)
     say(f"     {p.summary}; top factors: " + ", ".join(f"{c.input} ({c.direction})" for c in p.contributions))
     say("4/4  calling it through CDS Hooks over HTTP ...")
-    request = json.loads((root / "agents/hf-mortality/cds-request.json").read_text())
+    # dates moved so the latest is a week old: the labs stay inside the contract's 30-day lookback
+    request = recent_dates(json.loads((root / "agents/hf-mortality/cds-request.json").read_text()))
     cards = call_cds_hooks(dist, agent.name, request)["cards"]
     say(f"     card: {cards[0]['summary']} [{cards[0]['indicator']}]")
     say("")
@@ -103,5 +105,5 @@ def run_demo(
     say(f"results:      {out / 'results.json'}")
     say(f"agent bundle: {bundle}")
     say(f"MLflow:       mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db   (run {run.run_id})")
-    say(f"serve:        regent serve --agents {dist} --port 8080")
+    say(f"serve:        regent serve --agents {dist} --port 8080 --auth off --demo agents")
     return {"bundle": bundle, "run_id": run.run_id, "prediction": p, "card": cards[0]}

@@ -43,7 +43,7 @@ class DemoFeedback(Model):
 DATE_KEYS = ("effectiveDateTime", "issued", "recordedDate", "onsetDateTime", "authoredOn", "dateAsserted")
 
 
-def _recent(obj: Any) -> Any:
+def recent_dates(obj: Any) -> Any:
     """The example with its clinical dates moved so the latest is a week ago: the data stay
     inside the contract's lookback windows whenever the demo runs (birth dates are kept)."""
     found: list[dt.date] = []
@@ -115,7 +115,7 @@ def demo_router(rt: Runtime, demo_dir: Path) -> APIRouter:
         path = examples(rt, demo_dir).get((body.agent, body.patient))
         if path is None:
             raise AgentError(f"no demo patient {body.patient!r} for agent {body.agent!r}")
-        raw: dict[str, Any] = _recent(json.loads(path.read_text(encoding="utf-8")))
+        raw: dict[str, Any] = recent_dates(json.loads(path.read_text(encoding="utf-8")))
         raw["hookInstance"] = str(uuid.uuid4())
         req = HookRequest.model_validate(raw)
         sid = body.agent if req.hook == "patient-view" else f"{body.agent}--{req.hook}"
