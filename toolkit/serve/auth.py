@@ -172,6 +172,10 @@ class Authenticator:
         self.jti_cache = jti_cache
         if self.required and not self.keysets and not self.api_keys:
             log.warning("auth is required but no issuers or API keys are configured: every call gets 401")
+        if self.required and self.keysets and not settings.base_url:
+            log.warning(
+                "base_url is not set: JWT audiences are checked against the Host header; set it in production"
+            )
 
     def authenticate(
         self, authorization: str | None, api_key: str | None, audience: str, *, allow_api_key: bool
