@@ -16,6 +16,7 @@ then value, so ties are deterministic on every backend.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -336,34 +337,34 @@ def generated_features(
         threshold = (
             g.min_prevalence if g.min_prevalence is not None else (min_prevalence or spec.min_prevalence)
         )
+        # integer codes once: every step below is a numpy operation on whole columns
+        cat = pd.Categorical(long["code"])
+        cc = np.asarray(cat.codes)
+        row_id = long["row_id"].to_numpy()
         for wi, w in enumerate(g.windows):
-            hit = long[long[f"w{wi}_n"] > 0]
-            prevalence = hit.groupby("code")["row_id"].nunique() / max(n, 1)
-            codes = (
-                sorted(prevalence[prevalence >= threshold].index)
-                if threshold > 0
-                else sorted(prevalence.index)
-            )
-            hit = hit[hit["code"].isin(codes)]
-            code_pos = {c: i for i, c in enumerate(codes)}
+            hit = long[f"w{wi}_n"].to_numpy() > 0
+            prevalence = np.bincount(cc[hit], minlength=len(cat.categories)) / max(n, 1)
+            kept = np.nonzero((prevalence > 0) & (prevalence >= threshold))[0]
+            pos = np.full(len(cat.categories), -1)
+            pos[kept] = np.arange(len(kept))
+            sel = hit & (pos[cc] >= 0)
+            codes = [str(c) for c in cat.categories[kept]]
             for agg in g.aggs:
                 base = len(names)
                 for c in codes:
                     names.append(f"{slug(c)}__{window_label(w)}__{agg}")
                     labels.append(f"{c} in [{w.start}, {w.end}]: {agg}")
                     aggs.append(agg)
-                col = hit["code"].map(code_pos).to_numpy() + base
                 if agg in ("present", "count"):
-                    vals = hit[f"w{wi}_n"].to_numpy(float)
+                    vals = long[f"w{wi}_n"].to_numpy(float)[sel]
                     vals = np.ones_like(vals) if agg == "present" else vals
-                    keep = np.ones(len(hit), dtype=bool)
                 else:
-                    vals = hit[f"w{wi}_{agg}"].to_numpy(float)
-                    keep = ~np.isnan(vals)
-                rows.append(hit["row_id"].to_numpy()[keep])
-                cols.append(col[keep])
+                    vals = long[f"w{wi}_{agg}"].to_numpy(float)[sel]
+                keep = ~np.isnan(vals)
+                rows.append(row_id[sel][keep])
+                cols.append(pos[cc[sel]][keep] + base)
                 data.append(vals[keep])
-    dupes = sorted({x for x in names if names.count(x) > 1})
+    dupes = sorted(x for x, k in Counter(names).items() if k > 1)
     if dupes:
         raise SpecError(f"features.generators: the same feature is generated twice: {dupes[:5]}")
     if data:
