@@ -554,7 +554,12 @@ def _num_rows(
     pseudo = expand({byc: np.asarray(lab_col, object), v: np.asarray(val_col, float)}, reps)
     t = table1(pseudo, [v], by=by, policy=ctx.policy)
     rows = [dict(r) for r in t.rows[1:]]
-    bad = {g for g in groups if any(lab in withheld_labels for lab in member[g])}
+    # a group withheld at every site has no pseudo-rows at all
+    bad = {g for g in groups if any(lab in withheld_labels for lab in member[g])} | (set(groups) - set(t.groups))
+    for r in rows:
+        r["cells"] = {g: r["cells"].get(g, WITHHELD) for g in groups}  # type: ignore[attr-defined]
+        if "missing" in r:
+            r["missing"] = {g: r["missing"].get(g) for g in groups}  # type: ignore[attr-defined]
     if bad:
         for r in rows:
             r["cells"] = {g: WITHHELD if g in bad else c for g, c in r["cells"].items()}  # type: ignore[attr-defined]
