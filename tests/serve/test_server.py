@@ -157,3 +157,13 @@ def test_feedback_is_stored(server: str) -> None:
     assert httpx.post(f"{server}/cds-services/gbsg2-recurrence/feedback", json=fb).status_code == 200
     bad = httpx.post(f"{server}/cds-services/gbsg2-recurrence/feedback", json={"feedback": [{"card": "x"}]})
     assert bad.status_code == 422
+
+
+def test_prediction_dict_equals_to_dict(gbsg2_bundle) -> None:  # type: ignore[no-untyped-def]
+    from tests.serve.helpers import GBSG2_INPUTS
+    from toolkit.agents.load import Agent
+    from toolkit.serve.service import prediction_dict
+
+    agent = Agent.load(gbsg2_bundle)
+    for p in (agent.predict(GBSG2_INPUTS), agent.explain({**GBSG2_INPUTS, "estrogen_receptor": None})):
+        assert prediction_dict(p) == p.to_dict()

@@ -24,7 +24,7 @@ from toolkit.errors import InputValidationError
 from toolkit.serve.auth import ANONYMOUS, Principal
 from toolkit.serve.limits import PRINCIPAL
 from toolkit.serve.schemas import PredictionOut, inputs_model
-from toolkit.serve.service import Runtime
+from toolkit.serve.service import Runtime, prediction_dict
 from toolkit.specs import validation_message
 
 OPERATIONS = {
@@ -92,7 +92,7 @@ def build_mcp_server(rt: Runtime) -> Server[Any]:
             return _error(f"arguments: {exc}")
         finally:
             rt.metrics.observe(agent.name, f"mcp:{op}", status, time.perf_counter() - start)
-        result = p.to_dict()
+        result = prediction_dict(p)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=p.summary + "\n" + json.dumps(result))],
             structured_content=result,

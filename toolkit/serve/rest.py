@@ -11,7 +11,7 @@ from toolkit.agents.load import Agent
 from toolkit.errors import AgentError
 from toolkit.serve.cds_hooks import ERRORS, principal_of
 from toolkit.serve.schemas import PredictionOut, request_model
-from toolkit.serve.service import Runtime
+from toolkit.serve.service import Runtime, prediction_dict
 
 REST_ERRORS = {k: v for k, v in ERRORS.items() if k != 412}
 
@@ -94,4 +94,4 @@ def _run(rt: Runtime, agent: Agent, body: Any, request: Request, *, explain: boo
         call="explain" if explain else "predict",
         explain=explain,
     )
-    return p.to_dict()
+    return prediction_dict(p)

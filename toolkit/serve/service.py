@@ -107,6 +107,27 @@ class Runtime:
             )
 
 
+def prediction_dict(p: Prediction) -> dict[str, Any]:
+    """``Prediction.to_dict`` without ``dataclasses.asdict``'s deep copies (the hot path)."""
+    return {
+        "agent": p.agent,
+        "version": p.version,
+        "risk": p.risk,
+        "risk_group": p.risk_group,
+        "indicator": p.indicator,
+        "horizon_days": p.horizon_days,
+        "summary": p.summary,
+        "contributions": [
+            {"input": c.input, "value": c.value, "contribution": c.contribution, "direction": c.direction}
+            for c in p.contributions
+        ],
+        "warnings": list(p.warnings),
+        "imputed": list(p.imputed),
+        "suggestion": p.suggestion,
+        "inputs": dict(p.inputs),
+    }
+
+
 def card_for(agent: Agent, p: Prediction, used: list[UsedDatum], base: str, card_uuid: str) -> dict[str, Any]:
     """A CDS Hooks 2.0 card from a prediction: risk and horizon, why, the data used, the evidence."""
     dates = {u.input: u.date for u in used}
