@@ -86,6 +86,7 @@ def test_mlflow_store_holds_the_run(gbsg2_run) -> None:  # type: ignore[no-untyp
     assert parent.inputs.dataset_inputs, "dataset not logged"
     arts = {a.path for a in client.list_artifacts(run.run_id)}
     assert {"results.json", "report.html", "study.yaml", "attrition.csv"} <= arts
+    assert {"km_km_hormone_therapy.png", "forest_cox_adjusted.png", "calibration_cox_5y.png"} <= arts  # plots
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.run_id}'")
     assert {c.info.run_name for c in children} == {"cox_5y", "xgb_5y"}
     folds = client.search_runs(
