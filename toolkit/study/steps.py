@@ -76,7 +76,9 @@ def _ablation(a: AblationAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy
         params=a.params,
         log=a.log,
     )
-    return {"kind": "ablation", **result.to_dict()}, {f"ablation_{a.name}": ablation_plot(result, title=a.name)}
+    return {"kind": "ablation", **result.to_dict()}, {
+        f"ablation_{a.name}": ablation_plot(result, title=a.name)
+    }
 
 
 def _logrank(a: study_spec.LogRankAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisResult:
