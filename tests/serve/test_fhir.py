@@ -64,7 +64,7 @@ def fake_fhir() -> FastAPI:
 
     @app.get("/slow/{path:path}")
     async def slow(path: str) -> dict[str, Any]:
-        await asyncio.sleep(5)
+        await asyncio.sleep(8)
         return {}
 
     return app
@@ -96,7 +96,7 @@ def regent(two_hooks_bundle: Path, fhir: str, tmp_path_factory: pytest.TempPathF
         fhir_servers=[f"{fhir}/fhir", f"{fhir}/slow"],
         audit_path=tmp_path_factory.mktemp("a") / "audit.sqlite",
         max_body_bytes=200_000,
-        request_timeout_s=1.5,
+        request_timeout_s=3.0,  # generous: normal calls on a loaded CI machine stay far below
     )
     with running(create_app(settings)) as url:
         yield url
