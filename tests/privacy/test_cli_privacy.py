@@ -77,3 +77,10 @@ def test_deidentify_and_scan_commands(pooled_registry: Path, tmp_path: Path) -> 
     (leaky / "results.json").write_text(json.dumps({"cohort": {"n": 4}}))
     r = regent("privacy", "scan", str(leaky))
     assert r.returncode == 1 and "results.json: cohort.n: 4" in r.stdout
+
+
+def test_federated_node_needs_its_registry(tmp_path: Path) -> None:
+    r = regent(
+        "federated", "node", str(tmp_path / "missing.duckdb"), "--site", "A", "--superlink", "127.0.0.1:9"
+    )
+    assert r.returncode == 2 and "missing.duckdb: registry file not found" in r.stderr

@@ -4,6 +4,7 @@ pooled code; shared bins never hold 1..m-1 events of any group at any site."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ class Faulty:
             return self.node.handle_bytes(payload)
         if self.how == "crash":
             raise ConnectionResetError("site went away")
+        if self.how == "hang":
+            time.sleep(4.0)  # longer than the transport waits
+            return self.node.handle_bytes(payload)
         if self.how == "bytes":
             return b"\x00\xffnot a message"
         return encode(_truncate(decode(self.node.handle_bytes(payload))))  # well-formed, nonsense content
@@ -67,6 +71,7 @@ def _nodes(sites: dict[str, Path], **limits: Any) -> list[SiteNode]:
     ("how", "round_no", "message"),
     [
         ("crash", 3, r"round 3: site SITE02 dropped out"),
+        ("hang", 2, r"round 2: site SITE02 did not answer within 2 s"),
         ("bytes", 2, r"round 2: site SITE02 answered garbage \(not a valid message\)"),
         ("shape", 4, r"round 4: site SITE02 answered garbage"),
     ],
@@ -75,10 +80,16 @@ def test_a_site_that_drops_out_or_answers_garbage_stops_the_run(
     study: Path, site_registries: dict[str, Path], tmp_path: Path, how: str, round_no: int, message: str
 ) -> None:
     nodes: list[Any] = _nodes(site_registries)
+    if how == "hang":  # the cohort is computed before the clock matters
+        from toolkit.study.spec import load_study
+
+        spec_json = load_study(study)[0].model_dump(mode="json")
+        for n in nodes:
+            n.data(spec_json)
     nodes[1] = Faulty(nodes[1], round_no, how)
     out = tmp_path / "out"
     with pytest.raises(FederatedError, match=message) as err:
-        run_federated(study, InProcessTransport(nodes), out=out)
+        run_federated(study, InProcessTransport(nodes, timeout_s=2 if how == "hang" else 300), out=out)
     assert err.value.site == "SITE02" and err.value.round_no == round_no
     assert not out.exists()  # nothing partial
 

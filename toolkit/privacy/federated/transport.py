@@ -61,8 +61,9 @@ class InProcessTransport:
 
     def exchange(self, round_no: int, payload: bytes) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            for node in self.nodes:  # one at a time: sites share this process's two cores
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            for node in self.nodes:  # one at a time: sites share this process's cores
                 future = pool.submit(self._call, node, payload)
                 try:
                     out[node.name] = future.result(timeout=self.timeout_s)
@@ -78,4 +79,6 @@ class InProcessTransport:
                         site=node.name,
                         round_no=round_no,
                     ) from None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # never wait for a site that hangs
         return out
