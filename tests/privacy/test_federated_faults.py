@@ -161,6 +161,8 @@ def _site_pieces(
         for key, w in (("a2", np.ones(len(rm), bool)), ("e2", ev)):
             piece[key] = np.zeros((T, p, p))
             np.add.at(piece[key], pos[w], outer[w])
+        iu = np.triu_indices(p)  # sites send the upper triangles
+        piece["a2"], piece["e2"] = piece["a2"][:, iu[0], iu[1]], piece["e2"][:, iu[0], iu[1]]
         piece["ex"] = xm[ev].sum(axis=0)
         piece["eeta"] = float((xm[ev] @ beta).sum())
         out.append(piece)

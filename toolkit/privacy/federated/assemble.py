@@ -34,6 +34,15 @@ def _revcumsum(a: np.ndarray) -> np.ndarray:
     return np.cumsum(a[::-1], axis=0)[::-1]
 
 
+def _full(upper: np.ndarray, p: int) -> np.ndarray:
+    """Symmetric p x p matrices from their packed upper triangles (one per row)."""
+    i, j = np.triu_indices(p)
+    out = np.zeros((len(upper), p, p))
+    out[:, i, j] = upper
+    out[:, j, i] = upper
+    return out
+
+
 def pooled_cox_stats(per_site: Sequence[dict[str, Any]], p: int, ties: Ties) -> CoxStats:
     """Log partial likelihood, score and information from every site's per-stratum pieces."""
     by_stratum: dict[str, list[dict[str, Any]]] = {}
@@ -50,9 +59,9 @@ def pooled_cox_stats(per_site: Sequence[dict[str, Any]], p: int, ties: Ties) -> 
         def merged(key: str, pieces: list[dict[str, Any]] = pieces, times: np.ndarray = times) -> np.ndarray:
             return _scatter(times, [(s["time"], s[key]) for s in pieces])
 
-        s0, s1, s2 = _revcumsum(merged("a0")), _revcumsum(merged("a1")), _revcumsum(merged("a2"))
+        s0, s1, s2 = _revcumsum(merged("a0")), _revcumsum(merged("a1")), _revcumsum(_full(merged("a2"), p))
         d = np.rint(merged("d")).astype(int)
-        e0, e1, e2 = merged("e0"), merged("e1"), merged("e2")
+        e0, e1, e2 = merged("e0"), merged("e1"), _full(merged("e2"), p)
         ev = np.nonzero(d > 0)[0]
         counts = d[ev]
         tt = np.repeat(ev, counts)

@@ -251,11 +251,11 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
                 for key, shape in (
                     ("a0", ()),
                     ("a1", (p,)),
-                    ("a2", (p, p)),
+                    ("a2", (p * (p + 1) // 2,)),
                     ("d", ()),
                     ("e0", ()),
                     ("e1", (p,)),
-                    ("e2", (p, p)),
+                    ("e2", (p * (p + 1) // 2,)),
                 ):
                     v = _arr(site, s, key, 1 + len(shape))
                     if v.shape != (len(t), *shape):
@@ -555,7 +555,9 @@ def _num_rows(
     t = table1(pseudo, [v], by=by, policy=ctx.policy)
     rows = [dict(r) for r in t.rows[1:]]
     # a group withheld at every site has no pseudo-rows at all
-    bad = {g for g in groups if any(lab in withheld_labels for lab in member[g])} | (set(groups) - set(t.groups))
+    bad = {g for g in groups if any(lab in withheld_labels for lab in member[g])} | (
+        set(groups) - set(t.groups)
+    )
     for r in rows:
         r["cells"] = {g: r["cells"].get(g, WITHHELD) for g in groups}  # type: ignore[attr-defined]
         if "missing" in r:

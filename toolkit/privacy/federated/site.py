@@ -508,7 +508,7 @@ def _cox_cuts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -
 def _cox_stats(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
     """Risk-set pieces at the coordinator's beta, per stratum and time (or shared bin).
 
-    Per time: a0 = sum of r, a1 = sum of r x, a2 = sum of r x x' over persons whose follow-up
+    Per time: a0 = sum of r, a1 = sum of r x, a2 = sum of r x x' (upper triangle) over persons whose follow-up
     ends then (pooled risk sets are their reverse cumulative sums); d = events, e0/e1/e2 the
     same sums over the events only (Efron); per stratum the sums of x and of the linear
     predictor over events.  r = exp((x - centre) beta).
@@ -552,17 +552,18 @@ def _cox_stats(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) 
         np.add.at(e2, pos[ev], outer[ev])
         if not exact:
             _check_bins(dcount[None, :], node.limits.min_bin, what)
+        iu = np.triu_indices(p)  # symmetric: send the upper triangle only
         out.append(
             {
                 "stratum": label,
                 "time": times,
                 "a0": a0,
                 "a1": a1,
-                "a2": a2,
+                "a2": a2[:, iu[0], iu[1]],
                 "d": dcount,
                 "e0": e0,
                 "e1": e1,
-                "e2": e2,
+                "e2": e2[:, iu[0], iu[1]],
                 "ex": xm[ev].sum(axis=0),
                 "eeta": float(em[ev].sum()),
             }
