@@ -3,43 +3,50 @@
 The public Python API, in pipeline order::
 
     registry  ->  cohort  ->  features  ->  analysis  ->  study  ->  agents  ->  serve
+
+Names are imported on first use, so ``import toolkit`` (and every ``regent`` command) stays fast.
 """
 
-from toolkit.agents.load import Agent, Prediction
-from toolkit.analysis.describe import table1
-from toolkit.analysis.survival.cif import cumulative_incidence
-from toolkit.analysis.survival.cox import fit_cox
-from toolkit.analysis.survival.finegray import fine_gray
-from toolkit.analysis.survival.gray import gray_test
-from toolkit.analysis.survival.km import kaplan_meier
-from toolkit.analysis.survival.logrank import logrank_test
-from toolkit.analysis.survival.rmst import rmst
-from toolkit.cohort.run import CohortResult, run_cohort
-from toolkit.cohort.spec import CohortSpec, load_cohort
-from toolkit.errors import ToolkitError
-from toolkit.registry import Registry, check_registry
-from toolkit.study.runner import StudyRun, run_study
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Agent",
-    "CohortResult",
-    "CohortSpec",
-    "Prediction",
-    "Registry",
-    "StudyRun",
-    "ToolkitError",
-    "check_registry",
-    "cumulative_incidence",
-    "fine_gray",
-    "fit_cox",
-    "gray_test",
-    "kaplan_meier",
-    "load_cohort",
-    "logrank_test",
-    "rmst",
-    "run_cohort",
-    "run_study",
-    "table1",
-]
+_EXPORTS: dict[str, str] = {
+    "Agent": "toolkit.agents.load",
+    "Prediction": "toolkit.agents.load",
+    "table1": "toolkit.analysis.describe",
+    "cumulative_incidence": "toolkit.analysis.survival.cif",
+    "fit_cox": "toolkit.analysis.survival.cox",
+    "fine_gray": "toolkit.analysis.survival.finegray",
+    "gray_test": "toolkit.analysis.survival.gray",
+    "kaplan_meier": "toolkit.analysis.survival.km",
+    "logrank_test": "toolkit.analysis.survival.logrank",
+    "rmst": "toolkit.analysis.survival.rmst",
+    "CohortResult": "toolkit.cohort.run",
+    "run_cohort": "toolkit.cohort.run",
+    "CohortSpec": "toolkit.cohort.spec",
+    "load_cohort": "toolkit.cohort.spec",
+    "ToolkitError": "toolkit.errors",
+    "Registry": "toolkit.registry",
+    "check_registry": "toolkit.registry",
+    "StudyRun": "toolkit.study.runner",
+    "run_study": "toolkit.study.runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

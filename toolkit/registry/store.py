@@ -239,8 +239,8 @@ class Registry:
         return dict(self.con.execute("SELECT key, value FROM metadata").fetchall())
 
     def count(self, table: str) -> int:
-        row = self.con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-        return int(row[0]) if row else 0
+        rows = self.con.execute(f"SELECT COUNT(*) FROM {table}").fetchall()  # fetchall closes the result
+        return int(rows[0][0]) if rows else 0
 
     def digest(self) -> str:
         """Content digest: order-independent row hashes of every canonical table.
