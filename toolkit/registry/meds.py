@@ -142,15 +142,7 @@ def export_meds(
     out = Path(out_dir)
     with Registry(registry_path) as reg, atomic_dir(out) as tmp:
         con = reg.con
-        reserved = con.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT code) FROM events WHERE "
-            + " OR ".join(f"starts_with(code, '{p}')" for p in RESERVED_PREFIXES)
-        ).fetchone()
-        if reserved and reserved[0]:
-            raise RegistryError(
-                f"{reg.path}: events: {reserved[0]} rows ({reserved[1]} codes) use a prefix MEDS export "
-                f"reserves ({', '.join(RESERVED_PREFIXES)})"
-            )
+        _check_reserved(reg)
         person_cols = list(reg.columns("person"))
         declared = {a.name: a for a in reg.attributes()}
         attributes = [declared[c] for c in person_cols if c in declared]
@@ -174,32 +166,47 @@ def export_meds(
         meta.mkdir()
         _write_codes(con, meta / "codes.parquet", attributes)
         _write_splits(meta / "subject_splits.parquet", subjects, split_fractions, seed)
-        registry_meta = reg.metadata()
-        dataset = {
-            "dataset_name": registry_meta.get("name", reg.path.stem),
-            "dataset_version": reg.digest(),
-            "etl_name": "regent",
-            "etl_version": _version(),
-            "meds_version": MEDS_VERSION,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        (meta / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
-        regent = {
-            "mapping_version": MAPPING_VERSION,
-            "attributes": [
-                {
-                    "name": a.name,
-                    "dtype": a.dtype,
-                    "levels": list(a.levels) if a.levels else None,
-                    "unit": a.unit,
-                    "description": a.description,
-                }
-                for a in attributes
-            ],
-            "metadata": registry_meta,
-        }
-        (meta / "regent.json").write_text(json.dumps(regent, indent=2, sort_keys=True) + "\n")
+        _write_json(meta / "dataset.json", _dataset_json(reg))
+        _write_json(meta / "regent.json", _regent_json(attributes, reg.metadata()))
     return out
+
+
+def _check_reserved(reg: Registry) -> None:
+    row = reg.con.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT code) FROM events WHERE "
+        + " OR ".join(f"starts_with(code, '{p}')" for p in RESERVED_PREFIXES)
+    ).fetchone()
+    if row and row[0]:
+        raise RegistryError(
+            f"{reg.path}: events: {row[0]} rows ({row[1]} codes) use a prefix MEDS export reserves "
+            f"({', '.join(RESERVED_PREFIXES)})"
+        )
+
+
+def _dataset_json(reg: Registry) -> dict[str, Any]:
+    """MEDS ``dataset.json``; the dataset version is the registry's content digest."""
+    return {
+        "dataset_name": reg.metadata().get("name", reg.path.stem),
+        "dataset_version": reg.digest(),
+        "etl_name": "regent",
+        "etl_version": _version(),
+        "meds_version": MEDS_VERSION,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _regent_json(attributes: Sequence[Attribute], registry_meta: dict[str, str]) -> dict[str, Any]:
+    """What MEDS has no place for: attribute declarations (in person column order) and metadata."""
+    declared = [
+        {"name": a.name, "dtype": a.dtype, "levels": list(a.levels) if a.levels else None, "unit": a.unit,
+         "description": a.description}
+        for a in attributes
+    ]  # fmt: skip
+    return {"mapping_version": MAPPING_VERSION, "attributes": declared, "metadata": registry_meta}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _attribute_rows(attributes: Sequence[Attribute]) -> str:
