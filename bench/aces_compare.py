@@ -1,7 +1,8 @@
 """The ACES side of bench/cohort.py: install ACES in its own venv, export MEDS, run, compare labels.
 
 ACES (PyPI ``es-aces``) is never a project dependency: it lives in ``$REGENT_BENCH_DIR/aces``.
-The task: first heart-failure code, no death before it, label = death within 365 days.  ACES has
+The task: first heart-failure code, no death before it, label = death within 365 days (Regent's
+MEDS export writes the registry's ``DEATH`` as the standard ``MEDS_DEATH``).  ACES has
 no notion of censoring (a person followed for 100 days without dying is labelled 0), so labels are
 compared only where Regent's label is defined (the person was followed to the horizon or died).
 """
@@ -24,7 +25,7 @@ predicates:
   hf:
     code: {regex: "^ICD10:I50"}
   death:
-    code: DEATH
+    code: MEDS_DEATH
 trigger: hf
 windows:
   prior:
@@ -68,13 +69,21 @@ def run_aces_comparison(
     registry: Path, tmp: Path, regent_task_yaml: str, child: Callable[..., dict[str, Any]], regent_child: str
 ) -> None:
     import pandas as pd
-    from toolkit.registry.meds import export_meds
 
     cache = registry.parent
     venv = ensure_aces(cache)
     meds = tmp / "meds"
     t0 = time.perf_counter()
-    export_meds(registry, meds)
+    # in a child, so the export's memory never inflates this process (or the peaks of later children)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from toolkit.registry.meds import export_meds; export_meds({str(registry)!r}, {str(meds)!r})",
+        ],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     print(f"MEDS export (not timed against either engine): {time.perf_counter() - t0:.1f} s")
     cohort_dir = tmp / "aces_cohorts"
     cohort_dir.mkdir()
@@ -108,7 +117,10 @@ def run_aces_comparison(
     print(f"  ratio ACES/Regent time: {aces['seconds'] / regent['seconds']:.1f}x")
     files = sorted(p for p in (cohort_dir / "hf_mortality").rglob("*.parquet"))
     a = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    a = a.rename(columns={"subject_id": "person_id", "prediction_time": "index_time"})
+    # ACES writes the MEDS label schema: the label is boolean_value (older versions: label)
+    a = a.rename(
+        columns={"subject_id": "person_id", "prediction_time": "index_time", "boolean_value": "label"}
+    )
     r = pd.read_parquet(tmp / "regent_task.parquet")
     merged = r.merge(
         a[["person_id", "index_time", "label"]], on=["person_id", "index_time"], how="outer", indicator=True
