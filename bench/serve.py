@@ -153,6 +153,8 @@ def start(
     cmd: list[str], url: str, env: dict[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     out = log.open("wb") if log else subprocess.DEVNULL
+    # mlflow starts `uvicorn` by name: put this venv's bin folder first on PATH
+    env = {**(env or os.environ), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, start_new_session=True)
     deadline = time.time() + 180
     while time.time() < deadline:

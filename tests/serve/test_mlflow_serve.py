@@ -40,6 +40,9 @@ def test_mlflow_models_serve_gives_the_agents_risk(gbsg2_bundle: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: stopped with its uvicorn worker below
+        # mlflow starts `uvicorn` by name: the venv's bin folder must be on PATH even when the
+        # tests run without an activated venv (as `make test` and CI do)
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     try:
         deadline = time.time() + 180
@@ -56,7 +59,8 @@ def test_mlflow_models_serve_gives_the_agents_risk(gbsg2_bundle: Path) -> None:
         assert reply.status_code == 200, reply.text
         (row,) = reply.json()["predictions"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     agent = Agent.load(gbsg2_bundle)
     p = agent.explain(GBSG2_INPUTS)

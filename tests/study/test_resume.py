@@ -77,7 +77,10 @@ def test_killed_run_resumes_to_the_uninterrupted_results(tmp_path: Path, data_di
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr.read() if proc.stderr else "")
+    stderr = proc.stderr.read() if proc.stderr else b""
+    if proc.stderr:
+        proc.stderr.close()  # an unclosed pipe would surface as a ResourceWarning in a later test
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, stderr)
     assert not (out / "results.json").exists()
     killed = json.loads(state.read_text())
     assert killed["status"] == "running" and killed["steps"] == ["cohort", "features"]
