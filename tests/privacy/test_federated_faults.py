@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.analysis.survival.cox import cox_stats, newton_raphson
+from toolkit.analysis.survival.cox import cox_stats, newton_raphson, newton_steps
 from toolkit.errors import FederatedError, SiteRefusal
 from toolkit.privacy.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
-from toolkit.privacy.federated.assemble import newton_steps, pooled_cox_stats
+from toolkit.privacy.federated.assemble import pooled_cox_stats
 from toolkit.privacy.federated.bins import assign, base_index, propose_cuts, shared_cuts
 from toolkit.privacy.federated.wire import decode, encode
 

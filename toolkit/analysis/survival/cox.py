@@ -9,7 +9,7 @@ statistics gives exactly the pooled fit.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -149,15 +149,19 @@ def score_residuals(
     return out
 
 
-def newton_raphson(
-    stat_fn, p: int, *, max_iter: int = 30, tol: float = 1e-9, what: str = "Cox"
-) -> tuple[np.ndarray, CoxStats, int]:
-    """Maximise a concave log-likelihood given ``stat_fn(beta) -> CoxStats``, with step halving.
+NewtonSteps = Generator[np.ndarray, CoxStats, tuple[np.ndarray, CoxStats, int]]
 
-    Convergence follows R's ``coxph``: relative change in the log-likelihood below ``tol``.
+
+def newton_steps(p: int, *, max_iter: int = 30, tol: float = 1e-9, what: str = "Cox") -> NewtonSteps:
+    """Newton-Raphson with step halving, as a generator: yields each ``beta`` at which the
+    statistics are needed, receives them, and returns ``(beta, stats, iterations)``.
+
+    Convergence follows R's ``coxph``: relative change in the log-likelihood below ``tol``.  The
+    pooled fits drive it with a function (:func:`newton_raphson`); the federated coordinator
+    drives it with statistics assembled from the sites, so both take exactly the same steps.
     """
     beta = np.zeros(p)
-    cur = stat_fn(beta)
+    cur = yield beta
     for it in range(1, max_iter + 1):
         try:
             step = np.linalg.solve(cur.information, cur.score)
@@ -167,12 +171,12 @@ def newton_raphson(
                 "covariates; merge sparse categories; check for a covariate that separates events."
             ) from None
         new_beta = beta + step
-        new = stat_fn(new_beta)
+        new = yield new_beta
         halvings = 0
         while not np.isfinite(new.loglik) or new.loglik < cur.loglik - 1e-12:
             step /= 2
             new_beta = beta + step
-            new = stat_fn(new_beta)
+            new = yield new_beta
             halvings += 1
             if halvings > 30:
                 raise ConvergenceError(f"{what}: step halving failed to improve the likelihood")
@@ -186,6 +190,24 @@ def newton_raphson(
     )
 
 
+def newton_raphson(
+    stat_fn: Callable[[np.ndarray], CoxStats],
+    p: int,
+    *,
+    max_iter: int = 30,
+    tol: float = 1e-9,
+    what: str = "Cox",
+) -> tuple[np.ndarray, CoxStats, int]:
+    """Maximise a concave log-likelihood given ``stat_fn(beta) -> CoxStats`` (see :func:`newton_steps`)."""
+    steps = newton_steps(p, max_iter=max_iter, tol=tol, what=what)
+    beta = next(steps)
+    while True:
+        try:
+            beta = steps.send(stat_fn(beta))
+        except StopIteration as stop:
+            return stop.value
+
+
 @dataclass(frozen=True)
 class CoxTerm:
     term: str
@@ -197,6 +219,37 @@ class CoxTerm:
     z: float
     p: float
     robust_se: float | None = None
+
+
+def cox_terms(
+    names: Sequence[str],
+    beta: np.ndarray,
+    se: np.ndarray,
+    *,
+    robust_se: np.ndarray | None = None,
+    conf_level: float = 0.95,
+) -> list[CoxTerm]:
+    """Hazard ratios with Wald CIs and p-values (from the robust SEs when given)."""
+    z_crit = stats.norm.ppf(1 - (1 - conf_level) / 2)
+    use_se = robust_se if robust_se is not None else se
+    terms = []
+    for j, name in enumerate(names):
+        z = beta[j] / use_se[j]
+        with np.errstate(over="ignore"):  # separation: exp overflows to inf, flagged by the caller
+            ci = (float(np.exp(beta[j] - z_crit * use_se[j])), float(np.exp(beta[j] + z_crit * use_se[j])))
+        terms.append(
+            CoxTerm(
+                name,
+                float(beta[j]),
+                float(se[j]),
+                float(np.exp(beta[j])),
+                *ci,
+                float(z),
+                float(2 * stats.norm.sf(abs(z))),
+                None if robust_se is None else float(robust_se[j]),
+            )
+        )
+    return terms
 
 
 @dataclass(frozen=True)
@@ -330,25 +383,7 @@ def fit_cox(
         dfbeta = resid @ cov
         rcov = dfbeta.T @ dfbeta
         rse = np.sqrt(np.diag(rcov))
-    z_crit = stats.norm.ppf(1 - (1 - conf_level) / 2)
-    use_se = rse if rse is not None else se
-    terms = []
-    for j, name in enumerate(design.names):
-        z = beta[j] / use_se[j]
-        with np.errstate(over="ignore"):  # separation: exp overflows to inf, flagged above
-            ci = (float(np.exp(beta[j] - z_crit * use_se[j])), float(np.exp(beta[j] + z_crit * use_se[j])))
-        terms.append(
-            CoxTerm(
-                name,
-                float(beta[j]),
-                float(se[j]),
-                float(np.exp(beta[j])),
-                *ci,
-                float(z),
-                float(2 * stats.norm.sf(abs(z))),
-                None if rse is None else float(rse[j]),
-            )
-        )
+    terms = cox_terms(design.names, beta, se, robust_se=rse, conf_level=conf_level)
     c_index = concordance_index(t, d, x @ beta, strata=sk)
     try:
         ph: PHTestResult | None = cox_zph(

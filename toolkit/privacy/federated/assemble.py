@@ -11,7 +11,7 @@ set, so sites send per-time pieces (:func:`toolkit.privacy.federated.site._cox_s
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -77,46 +77,6 @@ def pooled_cox_stats(per_site: Sequence[dict[str, Any]], p: int, ties: Ties) -> 
         score += np.sum([s["ex"] for s in pieces], axis=0) - a.sum(axis=0)
         info += (s2l / s0l[:, None, None]).sum(axis=0) - a.T @ a
     return CoxStats(loglik, score, info)
-
-
-NewtonSteps = Generator[np.ndarray, CoxStats, tuple[np.ndarray, CoxStats, int]]
-
-
-def newton_steps(p: int, *, max_iter: int = 30, tol: float = 1e-9, what: str = "Cox") -> NewtonSteps:
-    """:func:`toolkit.analysis.survival.cox.newton_raphson` as a generator.
-
-    Yields each ``beta`` at which statistics are needed and receives them; returns
-    ``(beta, stats, iterations)``.  Same steps, step halving and convergence rule as the pooled
-    fit, so the iterates agree to rounding.
-    """
-    beta = np.zeros(p)
-    cur = yield beta
-    for it in range(1, max_iter + 1):
-        try:
-            step = np.linalg.solve(cur.information, cur.score)
-        except np.linalg.LinAlgError:
-            raise ConvergenceError(
-                f"{what}: the information matrix is singular. Try: remove constant or collinear "
-                "covariates; merge sparse categories; check for a covariate that separates events."
-            ) from None
-        new_beta = beta + step
-        new = yield new_beta
-        halvings = 0
-        while not np.isfinite(new.loglik) or new.loglik < cur.loglik - 1e-12:
-            step /= 2
-            new_beta = beta + step
-            new = yield new_beta
-            halvings += 1
-            if halvings > 30:
-                raise ConvergenceError(f"{what}: step halving failed to improve the likelihood")
-        done = abs(new.loglik - cur.loglik) <= tol * abs(new.loglik) + 1e-12
-        beta, cur = new_beta, new
-        if done:
-            return beta, cur, it
-    raise ConvergenceError(
-        f"{what}: did not converge in {max_iter} iterations. Try: rescale covariates; remove a "
-        "covariate with (quasi-)complete separation; check for very few events per covariate."
-    )
 
 
 def expand(columns: dict[str, Any], counts: Sequence[int]) -> pd.DataFrame:

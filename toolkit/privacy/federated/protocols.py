@@ -15,16 +15,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from toolkit.analysis.describe import _smd_binary, table1
 from toolkit.analysis.design import is_categorical
 from toolkit.analysis.logistic import INTERCEPT, logistic_result, null_loglik
 from toolkit.analysis.plots import forest_plot
-from toolkit.analysis.survival.cox import CoxResult, CoxStats, CoxTerm
+from toolkit.analysis.survival.cox import CoxResult, CoxStats, cox_terms, newton_steps
 from toolkit.errors import AnalysisError, FederatedError
 from toolkit.privacy.disclosure import DisclosurePolicy
-from toolkit.privacy.federated.assemble import expand, newton_steps, pooled_cox_stats
+from toolkit.privacy.federated.assemble import expand, pooled_cox_stats
 from toolkit.privacy.federated.bins import CutProposal, shared_cuts
 from toolkit.privacy.federated.limits import RunOptions
 from toolkit.privacy.federated.site import MISSING
@@ -273,23 +272,7 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
             break
     cov = np.linalg.inv(final.information)
     se = np.sqrt(np.diag(cov))
-    z_crit = stats.norm.ppf(0.975)
-    terms = []
-    for j, name in enumerate(names):
-        z = beta[j] / se[j]
-        terms.append(
-            CoxTerm(
-                name,
-                float(beta[j]),
-                float(se[j]),
-                float(np.exp(beta[j])),
-                float(np.exp(beta[j] - z_crit * se[j])),
-                float(np.exp(beta[j] + z_crit * se[j])),
-                float(z),
-                float(2 * stats.norm.sf(abs(z))),
-                None,
-            )
-        )
+    terms = cox_terms(names, beta, se)
     warnings = _dropped_warning(
         dropped, "rows with missing values were left out (complete cases)", ctx.policy.min_cell
     )
