@@ -2,6 +2,13 @@
 
 Numeric variables: mean (SD), or median (IQR) when skewed (|skewness| > 1); categorical: counts
 and percentages; missingness per variable; standardized mean differences between two groups.
+
+Optional tests between the groups (``tests=True``), matching base R: a numeric variable shown as
+mean (SD) gets Welch's t-test (two groups, ``t.test``) or one-way ANOVA (``oneway.test(var.equal =
+TRUE)``); one shown as median [IQR] gets the Wilcoxon rank-sum test with normal approximation and
+continuity correction (``wilcox.test(exact = FALSE)``) or Kruskal-Wallis (``kruskal.test``); a
+categorical variable gets Pearson's chi-squared test without continuity correction
+(``chisq.test(correct = FALSE)``).  Missing values are left out of each test.
 """
 
 from __future__ import annotations
@@ -50,14 +57,44 @@ def _smd_binary(p1: float, p2: float) -> float:
     return float(abs(p1 - p2) / pooled) if pooled > 0 else 0.0
 
 
+def _numeric_test(samples: list[np.ndarray], skewed: bool) -> dict[str, object]:
+    samples = [x for x in samples if len(x) > 0]
+    if len(samples) < 2 or any(len(x) < 2 for x in samples):
+        return {"test": None, "p": None}
+    if skewed:
+        if len(samples) == 2:
+            r = stats.mannwhitneyu(
+                samples[0], samples[1], alternative="two-sided", method="asymptotic", use_continuity=True
+            )
+            return {"test": "wilcoxon rank-sum", "p": float(r.pvalue)}
+        return {"test": "kruskal-wallis", "p": float(stats.kruskal(*samples).pvalue)}
+    if len(samples) == 2:
+        return {
+            "test": "welch t",
+            "p": float(stats.ttest_ind(samples[0], samples[1], equal_var=False).pvalue),
+        }
+    return {"test": "anova", "p": float(stats.f_oneway(*samples).pvalue)}
+
+
+def _chi2_test(table: np.ndarray) -> dict[str, object]:
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        return {"test": None, "p": None}
+    return {"test": "chi-squared", "p": float(stats.chi2_contingency(table, correction=False).pvalue)}
+
+
 def table1(
     frame: pd.DataFrame,
     variables: Sequence[str],
     *,
     by: str | None = None,
     policy: DisclosurePolicy | None = None,
+    tests: bool = False,
 ) -> Table1:
-    """Table 1; with a ``policy``, small counts are shown as ``<k`` and their percentages hidden."""
+    """Table 1; with a ``policy``, small counts are shown as ``<k`` and their percentages hidden.
+
+    ``tests=True`` (needs ``by``) adds a p-value to each variable's first row (see the module doc).
+    """
     policy = policy or DisclosurePolicy(enabled=False)
 
     def cnt(n: int, denom: int | None = None) -> str:
@@ -98,17 +135,21 @@ def table1(
                 else:
                     cells[g] = f"{x.mean():.1f} ({x.std(ddof=1) if len(x) > 1 else 0:.1f})"
             smd = _smd_numeric(groups[1][1][v], groups[2][1][v]) if two else None
-            rows.append(
-                {
-                    "label": f"{v}, {'median [IQR]' if skewed else 'mean (SD)'}",
-                    "variable": v,
-                    "cells": cells,
-                    "smd": smd,
-                    "missing": {g: policy.count(int(d[v].isna().sum())) for g, d in groups},
-                }
-            )
+            row: dict[str, object] = {
+                "label": f"{v}, {'median [IQR]' if skewed else 'mean (SD)'}",
+                "variable": v,
+                "cells": cells,
+                "smd": smd,
+                "missing": {g: policy.count(int(d[v].isna().sum())) for g, d in groups},
+            }
+            if tests and by is not None:
+                row.update(
+                    _numeric_test([d[v].dropna().astype(float).to_numpy() for _, d in groups[1:]], skewed)
+                )
+            rows.append(row)
         else:
             levels = sorted(s.dropna().astype(str).unique())
+            first = len(rows)
             for level in levels:
                 counts = {g: int((d[v].astype(str) == level).sum()) for g, d in groups}
                 denom = {g: int(d[v].notna().sum()) for g, d in groups}
@@ -126,6 +167,9 @@ def table1(
                         "smd": smd,
                     }
                 )
+            if tests and by is not None and len(rows) > first:
+                table = [[int((d[v].astype(str) == lv).sum()) for _, d in groups[1:]] for lv in levels]
+                rows[first].update(_chi2_test(np.array(table)))
             rows.append(
                 {
                     "label": f"{v}, missing",

@@ -52,7 +52,7 @@ def _cox(a: CoxAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> Analy
 
 
 def _table1(a: Table1Analysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisResult:
-    return table1(frame, a.variables, by=a.by, policy=policy).to_dict(), {}
+    return table1(frame, a.variables, by=a.by, policy=policy, tests=a.tests).to_dict(), {}
 
 
 def _logistic(a: LogisticAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisResult:
