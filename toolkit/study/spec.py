@@ -67,7 +67,9 @@ class Table1Analysis(Frozen):
     name: str
     by: str | None = None
     variables: list[str] = Field(min_length=1)
-    tests: bool = Field(False, description="Add a p-value per variable (t/ANOVA, Wilcoxon/Kruskal-Wallis, chi-squared).")
+    tests: bool = Field(
+        False, description="Add a p-value per variable (t/ANOVA, Wilcoxon/Kruskal-Wallis, chi-squared)."
+    )
 
 
 class LogRankAnalysis(Frozen):
