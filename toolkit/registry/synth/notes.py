@@ -2,8 +2,11 @@
 
 A note is rendered from a template whose placeholders say what they insert:
 
-* ``[concept|assertion]`` a mention of a concept (a surface form drawn from :data:`SURFACES`) whose
-  true assertion is ``assertion`` (present, negated, possible, historical, family);
+* ``[concept|status]`` a mention of a concept (a surface form drawn from :data:`SURFACES`) said
+  with a phrasing of ``status`` (present, negated, historical, negated_historical, uncertain,
+  hypothetical, family) drawn from :mod:`toolkit.registry.synth.phrasings` -- lists written
+  independently of the extractor's triggers.  Its true attributes are the status's, plus
+  *historical* in the past-medical and family history sections (what those sections mean);
 * ``<TYPE>`` a planted identifier (NAME, MRN, DOB, DATE, PHONE, ADDRESS, EMAIL, CLINICIAN,
   INSTITUTION) taken from the person's made-up identity;
 * ``{key}`` an ordinary value (age, LVEF...).
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from toolkit.registry.synth.phrasings import render
 
 #: Surface forms the generator writes for each concept (the default lexicon knows them all).
 SURFACES: dict[str, tuple[str, ...]] = {
@@ -41,7 +46,22 @@ SURFACES: dict[str, tuple[str, ...]] = {
     "pericardial_effusion": ("pericardial effusion",),
     "pulmonary_edema": ("pulmonary edema", "pulmonary oedema"),
 }
-ASSERTIONS = ("present", "negated", "possible", "historical", "family")
+#: Sections whose every mention is about the past (the generator's own convention, as annotated
+#: in the ConText evaluation set).
+HISTORICAL_SECTIONS = frozenset({"pmh", "family_history"})
+
+
+def truth_attributes(status: str, section: str) -> dict[str, Any]:
+    """The true attributes of a mention written with ``status`` in ``section``."""
+    parts = set(status.split("_"))
+    return {
+        "negated": "negated" in parts,
+        "uncertain": "uncertain" in parts,
+        "hypothetical": "hypothetical" in parts,
+        "historical": "historical" in parts or section in HISTORICAL_SECTIONS,
+        "experiencer": "family" if "family" in parts else "patient",
+    }
+
 
 _SLOT = re.compile(r"\[(\w+)\|(\w+)\]|<(\w+)>|\{(\w+)\}")
 
@@ -55,7 +75,7 @@ class NoteBuilder:
     parts: list[str] = field(default_factory=list)
     pos: int = 0
     section: str = "header"
-    mentions: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+    mentions: list[tuple[str, dict[str, Any], int, int, str]] = field(default_factory=list)
     phi: list[tuple[str, int, int, str]] = field(default_factory=list)
 
     def text(self, s: str) -> None:
@@ -73,13 +93,17 @@ class NoteBuilder:
         for m in _SLOT.finditer(template):
             self.text(template[last : m.start()])
             last = m.end()
-            concept, assertion, ident, key = m.groups()
+            concept, status, ident, key = m.groups()
             if concept is not None:
                 forms = SURFACES[concept]
                 surface = forms[int(self.rng.integers(0, len(forms)))]
+                phrase, a, b = (
+                    (surface, 0, len(surface)) if status == "present" else render(self.rng, status, surface)
+                )
                 start = self.pos
-                self.text(surface)
-                self.mentions.append((concept, assertion, start, self.pos, self.section))
+                self.text(phrase)
+                attrs = truth_attributes(status, self.section)
+                self.mentions.append((concept, attrs, start + a, start + b, self.section))
             elif ident is not None:
                 value = identifiers[ident]
                 start = self.pos
@@ -125,11 +149,11 @@ def admission_note(b: NoteBuilder, f: Mapping[str, Any], ids: Mapping[str, str])
             ids,
         )
     else:
-        b.fill(_pick(r, ("Denies [orthopnea|negated]. ", "He has no [orthopnea|negated]. ")), f, ids)
+        b.fill("[orthopnea|negated]. ", f, ids)
     if r.random() < 0.5:
-        b.fill("Denies [chest_pain|negated] but reports [peripheral_edema|present] for a week. ", f, ids)
+        b.fill("[chest_pain|negated] but reports [peripheral_edema|present] for a week. ", f, ids)
     else:
-        b.fill("No [chest_pain|negated], [palpitations|negated] or [syncope|negated]. ", f, ids)
+        b.fill("[chest_pain|negated], [palpitations|negated] or [syncope|negated]. ", f, ids)
     if f["cardiogenic_shock"]:
         b.fill(_pick(r, (
             "He presented in [cardiogenic_shock|present] requiring dobutamine and was admitted to the CCU. ",
@@ -138,11 +162,11 @@ def admission_note(b: NoteBuilder, f: Mapping[str, Any], ids: Mapping[str, str])
     else:
         u = r.random()
         if u < 0.25:
-            b.fill("No evidence of [cardiogenic_shock|negated]; lactate normal. ", f, ids)
+            b.fill("[cardiogenic_shock|negated]; lactate normal. ", f, ids)
         elif u < 0.32:
-            b.fill("Concern for early [cardiogenic_shock|possible], lactate pending. ", f, ids)
+            b.fill("[cardiogenic_shock|uncertain], lactate pending. ", f, ids)
     b.text("\n")
-    b.header("pmh", "PAST MEDICAL HISTORY")
+    b.header("pmh", _pick(r, ("PAST MEDICAL HISTORY", "PMH", "Past Medical History")))
     b.fill("- Heart failure, LVEF {lvef_text}\n", f, ids)
     for flag, line in (
         ("hypertension", "- [hypertension|present]\n"),
@@ -150,41 +174,40 @@ def admission_note(b: NoteBuilder, f: Mapping[str, Any], ids: Mapping[str, str])
         ("ckd", "- [ckd|present] stage 3\n"),
         ("copd", "- [copd|present], moderate\n"),
         ("af", "- Paroxysmal [atrial_fibrillation|present] on apixaban\n"),
-        ("prior_mi", "- History of [myocardial_infarction|historical] in <YEAR>\n"),
+        ("prior_mi", "- [myocardial_infarction|historical] in <YEAR>\n"),
     ):
         if f[flag]:
             b.fill(line, f, ids)
     if f["prior_cabg"]:
         b.fill(
-            _pick(r, ("- s/p [cabg|historical] x3 in <YEAR>\n", "- Prior [cabg|historical] (LIMA-LAD)\n")),
+            _pick(r, ("- [cabg|historical] x3 in <YEAR>\n", "- [cabg|historical] (LIMA-LAD)\n")),
             f,
             ids,
         )
     elif r.random() < 0.2:
-        b.fill("- No history of [cabg|negated] or PCI\n", f, ids)
+        b.fill("- [cabg|negated_historical] or PCI\n", f, ids)
     elif r.random() < 0.06:
-        b.fill("- Possible [cabg|possible] abroad, records requested\n", f, ids)
+        b.fill("- [cabg|uncertain] abroad, records requested\n", f, ids)
     if f["prior_cardiac_arrest"]:
         b.fill(_pick(r, (
-            "- History of out-of-hospital [cardiac_arrest|historical] in <YEAR>, resuscitated, ICD implanted\n",
-            "- s/p [cardiac_arrest|historical] with ROSC after 6 minutes\n",
+            "- [cardiac_arrest|historical] (out of hospital) in <YEAR>, resuscitated, ICD implanted\n",
+            "- [cardiac_arrest|historical] with ROSC after 6 minutes\n",
         )), f, ids)  # fmt: skip
     elif r.random() < 0.2:
-        b.fill("- No prior [cardiac_arrest|negated]\n", f, ids)
+        b.fill("- [cardiac_arrest|negated_historical]\n", f, ids)
     if not f["cardiogenic_shock"] and r.random() < 0.06:
         b.fill(
-            "- Remote [cardiogenic_shock|historical] in <YEAR> after viral myocarditis, fully recovered\n",
+            "- [cardiogenic_shock|historical] in <YEAR> after viral myocarditis, fully recovered\n",
             f,
             ids,
         )
-    b.header("family_history", "FAMILY HISTORY")
+    b.header("family_history", _pick(r, ("FAMILY HISTORY", "FH", "Family history")))
     wrote = False
     for p, line in (
-        (0.30, "Mother had an [myocardial_infarction|family] at 67. "),
-        (0.15, "Father had [diabetes|family]. "),
-        (0.08, "Brother underwent [cabg|family] at 58. "),
-        (0.08, "Father died of [cardiac_arrest|family] at 52. "),
-        (0.05, "Sudden [cardiac_arrest|family] in a paternal uncle. "),
+        (0.30, "[myocardial_infarction|family]. "),
+        (0.15, "[diabetes|family]. "),
+        (0.08, "[cabg|family]. "),
+        (0.13, "[cardiac_arrest|family]. "),
     ):
         if r.random() < p:
             b.fill(line, f, ids)
@@ -196,21 +219,23 @@ def admission_note(b: NoteBuilder, f: Mapping[str, Any], ids: Mapping[str, str])
     b.fill("Lives at <ADDRESS> with spouse. Contact phone <PHONE>, portal email <EMAIL>.\n", f, ids)
     b.header("ros", "REVIEW OF SYSTEMS")
     b.fill(_pick(r, (
-        "Negative for fever, [syncope|negated] and [palpitations|negated].\n",
-        "Positive for [dyspnea|present]; negative for [chest_pain|negated].\n",
+        "[syncope|negated]; [palpitations|negated].\n",
+        "Positive for [dyspnea|present]; [chest_pain|negated].\n",
     )), f, ids)  # fmt: skip
     b.header("exam", "PHYSICAL EXAM")
     b.fill("BP {sbp}/70 mm Hg, temperature {temp} °C. JVP elevated, bibasilar crackles. ", f, ids)
     if r.random() < 0.55:
         b.fill("2+ bilateral [peripheral_edema|present].\n", f, ids)
     else:
-        b.fill("No [peripheral_edema|negated].\n", f, ids)
+        b.fill("[peripheral_edema|negated].\n", f, ids)
     b.header("assessment", "ASSESSMENT AND PLAN")
     b.text("Acute decompensated heart failure. IV furosemide, daily weights, fluid restriction. ")
     if f["cardiogenic_shock"]:
         b.fill("[cardiogenic_shock|present]: continue inotropes, CCU level of care. ", f, ids)
     if r.random() < 0.3:
-        b.fill("Rule out [myocardial_infarction|possible]: serial troponins. ", f, ids)
+        b.fill("[myocardial_infarction|uncertain]: serial troponins. ", f, ids)
+    if r.random() < 0.3:
+        b.fill("Discussed return precautions; [chest_pain|hypothetical]. ", f, ids)
     if r.random() < 0.25:
         b.fill("CXR shows [pulmonary_edema|present]. ", f, ids)
     b.fill("\n\nSigned: <CLINICIAN>\n", f, ids)
@@ -230,12 +255,12 @@ def discharge_summary(b: NoteBuilder, f: Mapping[str, Any], ids: Mapping[str, st
         b.text("Secondary prevention ICD implanted before discharge. ")
     else:
         b.fill(
-            "Admitted with [chest_pain|present]. Acute [myocardial_infarction|negated] was ruled out. ",
+            "Admitted with [chest_pain|present]. [myocardial_infarction|negated]. ",
             f,
             ids,
         )
     if f["prior_cabg"] and r.random() < 0.5:
-        b.fill("Status post [cabg|historical]; grafts patent. ", f, ids)
+        b.fill("[cabg|historical]; grafts patent. ", f, ids)
     if r.random() < 0.3:
         b.fill("Found to have new [atrial_fibrillation|present], rate controlled. ", f, ids)
     b.text("\n")
@@ -251,7 +276,7 @@ def echo_report(b: NoteBuilder, f: Mapping[str, Any], ids: Mapping[str, str]) ->
     if r.random() < 0.1:
         b.fill("Small [pericardial_effusion|present] without tamponade. ", f, ids)
     else:
-        b.fill("No [pericardial_effusion|negated]. ", f, ids)
+        b.fill("[pericardial_effusion|negated]. ", f, ids)
     b.text("Moderate mitral regurgitation.\n")
     b.header("impression", "IMPRESSION")
     b.fill("{ef_words} left ventricular systolic function.\n\nReported by <CLINICIAN>\n", f, ids)
