@@ -33,7 +33,7 @@ Truth is written beside the registry: ``<name>.truth.json`` (coefficients, centr
 the feature definition of each term) and ``<name>.truth.parquet`` (per person: covariates as
 generated, linear predictor, true 1-year risk, latent death time and cause).  With notes and
 images: ``<name>.images/`` (the DICOM files the images table links to),
-``<name>.note_annotations.parquet`` (every concept mention with its assertion and span),
+``<name>.note_annotations.parquet`` (every concept mention with its attributes and span),
 ``<name>.image_annotations.parquet`` (the true stenosis or LVEF of every image, and planted
 defects) and ``<name>.phi.parquet`` (every planted identifier; docs/features.md).
 """

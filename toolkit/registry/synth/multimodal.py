@@ -53,12 +53,12 @@ MULTIMODAL_TERMS: dict[str, dict[str, object]] = {
     "prior_cardiac_arrest": {
         "modality": "notes",
         "source": "a resuscitated cardiac arrest asserted for the patient (present or historical) in a note "
-        "before index; negated, possible and family mentions do not count",
+        "before index; negated, uncertain and family mentions do not count",
     },
     "cardiogenic_shock": {
         "modality": "notes",
         "source": "cardiogenic shock asserted present in the index admission note; historical, negated, "
-        "possible and family mentions do not count",
+        "uncertain and family mentions do not count",
     },
     "prior_cabg": {
         "modality": "notes",
