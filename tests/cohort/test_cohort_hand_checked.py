@@ -185,7 +185,8 @@ def test_washout_excludes_prior_outcome(registry: Path) -> None:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"entry": {"codes": ["ICD11:X"]}}, r"entry.codes: .*unknown namespace 'ICD11'"),
+        ({"entry": {"codes": ["ICD10:I5*0"]}}, r"entry.codes: .*'\*' is allowed only at the end"),
+        ({"entry": {"codes": [" ICD10:I50"]}}, r"entry.codes: .*without surrounding spaces"),
         (
             {"inclusion": [{"name": "w", "occurs": {"codes": ["LOINC:1-1"], "window": ["30d", "-30d"]}}]},
             r"inclusion\[0\].occurs.window: .*must end after it starts; got start=30d, end=-30d",

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import duckdb
+import jsonschema
+import meds as meds_pkg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +30,8 @@ MEDS_DATA_SCHEMA = {
 def assert_same_registry(a: Path, b: Path) -> None:
     with Registry(a) as ra, Registry(b) as rb:
         for table in S.TABLES:
+            if table == "import_summary":  # how each was imported, not what it holds
+                continue
             assert ra.columns(table) == rb.columns(table), table
             x, y = ra.sql(f"SELECT * FROM {table}"), rb.sql(f"SELECT * FROM {table}")
             x = x.sort_values(list(x.columns)).reset_index(drop=True)
@@ -165,6 +169,10 @@ def test_layout_follows_meds(tmp_path: Path) -> None:
         # sorted by subject, static rows (null time) first, then time
         key = frame.assign(t=frame["time"].fillna(pd.Timestamp.min))[["subject_id", "t"]]
         assert key.equals(key.sort_values(["subject_id", "t"], kind="stable"))
+    for shard in shards:  # the current meds package's own schemas accept every file
+        meds_pkg.DataSchema.validate(pq.read_table(shard))  # raises when invalid
+    meds_pkg.CodeMetadataSchema.validate(pq.read_table(meds / "metadata/codes.parquet"))
+    meds_pkg.SubjectSplitSchema.validate(pq.read_table(meds / "metadata/subject_splits.parquet"))
     codes = pq.read_table(meds / "metadata/codes.parquet")
     assert codes.schema.field("parent_codes").type == pa.list_(pa.string())
     all_codes = duckdb.sql(f"SELECT DISTINCT code FROM '{meds}/data/*.parquet'").fetchall()
@@ -176,7 +184,8 @@ def test_layout_follows_meds(tmp_path: Path) -> None:
     assert sorted(splits["subject_id"]) == [1, 2, 3, 4, 99]
     assert set(splits["split"]) <= {"train", "tuning", "held_out"}
     dataset = json.loads((meds / "metadata/dataset.json").read_text())
-    assert dataset["meds_version"].startswith("0.3")
+    jsonschema.validate(dataset, meds_pkg.DatasetMetadataSchema.schema())
+    assert dataset["meds_version"] == meds_pkg.__version__  # the version whose schemas checked it above
     with Registry(src) as reg:
         assert dataset["dataset_version"] == reg.digest()
 
@@ -185,12 +194,12 @@ def test_float32_values_keep_their_double_only_when_needed(tmp_path: Path) -> No
     meds = export_meds(edge_registry(tmp_path / "edge.duckdb"), tmp_path / "meds")
     rows = duckdb.sql(
         f"SELECT code, numeric_value, regent_numeric_value FROM '{meds}/data/*.parquet' "
-        "WHERE code IN ('LOINC:2160-0', 'LOINC:33762-6', 'LOCAL:X')"
+        "WHERE code IN ('LOINC//2160-0', 'LOINC//33762-6', 'LOCAL//X')"  # MEDS spelling of LOINC:2160-0
     ).fetchall()
     by_code = {code: (f32, f64) for code, f32, f64 in rows}
-    assert by_code["LOINC:2160-0"][1] is None  # 1.23 comes back from float32 via '1.23'
-    assert by_code["LOINC:33762-6"] == (None, 1e300)  # beyond float32
-    assert by_code["LOCAL:X"][1] == 5e-324  # a subnormal double float32 cannot hold
+    assert by_code["LOINC//2160-0"][1] is None  # 1.23 comes back from float32 via '1.23'
+    assert by_code["LOINC//33762-6"] == (None, 1e300)  # beyond float32
+    assert by_code["LOCAL//X"][1] == 5e-324  # a subnormal double float32 cannot hold
 
 
 def test_foreign_meds_dataset_imports(tmp_path: Path) -> None:
@@ -223,10 +232,11 @@ def test_foreign_meds_dataset_imports(tmp_path: Path) -> None:
         assert person["sex"].tolist()[0] == "F"
         assert str(person["birth_date"][0])[:10] == "1970-03-01"
         events = reg.sql("SELECT code, numeric_value FROM events ORDER BY person_id, time")
-        assert events["code"].tolist() == ["LAB//51221//%", "DEATH", "LAB//51221//%"]
+        assert events["code"].tolist() == ["LAB:51221//%", "DEATH", "LAB:51221//%"]  # canonical form
         assert events["numeric_value"].tolist()[0] == 1.23  # widened via '1.23', not 1.2300000190734863
         obs = reg.sql("SELECT * FROM observation_period ORDER BY person_id")
-        assert obs["start_time"].tolist() == [pd.Timestamp("1970-03-01"), pd.Timestamp("2020-02-02")]
+        # MEDS_BIRTH never starts observation: the first timed measurement does
+        assert obs["start_time"].tolist() == [pd.Timestamp("2020-01-01"), pd.Timestamp("2020-02-02")]
         assert reg.metadata()["name"] == "toy"
 
 

@@ -1,4 +1,6 @@
-"""OMOP CDM 5.4 import on a tiny hand-written folder of CSV files (written by the test itself)."""
+"""OMOP CDM 5.4 import on a tiny hand-written folder of CSV files (written by the test itself).
+
+Foreign data (OHDSI's Synthea folder, CDM 5.3, header-less files) is in test_omop_foreign.py."""
 
 from __future__ import annotations
 
@@ -96,7 +98,7 @@ def test_person_and_periods(omop: Path) -> None:
         o = reg.sql("SELECT * FROM observation_period ORDER BY person_id")
         assert o["start_time"][0] == pd.Timestamp("2010-01-01")
         assert o["end_time"][0] == pd.Timestamp("2020-12-31 23:59:59.999999")  # end date is inclusive
-        assert reg.metadata()["source"] == "OMOP CDM 5.4"
+        assert reg.metadata()["source"] == "OMOP CDM 5.4"  # no cdm_source: from the columns, else 5.4
 
 
 def test_events_get_namespaced_codes(omop: Path) -> None:
@@ -108,8 +110,8 @@ def test_events_get_namespaced_codes(omop: Path) -> None:
             (1, ts("2015-03-01 09:00"), "LOINC:33762-6", 1234.5, None, "pg/mL"),
             (1, ts("2015-03-02"), "RXNORM:6918", None, None, None),
             (1, ts("2015-03-03"), "SNOMED:40701008", None, None, None),
-            (1, ts("2020-12-31"), "DEATH", None, "ICD10:I21.9", None),  # cause from the source concept
-            (2, ts("2013-01-01"), "ICD10:I10", None, None, None),  # standard 0: source concept
+            (1, ts("2020-12-31"), "DEATH", None, "ICD10CM:I21.9", None),  # cause from the source concept
+            (2, ts("2013-01-01"), "ICD10CM:I10", None, None, None),  # standard 0: source concept
             (2, ts("2013-01-01"), "LOINC:6598-7", None, "LOINC:LA6576-8", None),
             (2, ts("2013-01-01"), "VISIT:OP", None, None, None),
             (2, ts("2013-01-02"), "ATC:C07AB07", None, None, None),
@@ -126,7 +128,7 @@ def test_prefer_source_keeps_icd10(tmp_path: Path) -> None:
     out = import_omop(write_folder(tmp_path / "omop"), tmp_path / "r.duckdb", prefer_source=True)
     with Registry(out) as reg:
         codes = reg.sql("SELECT code FROM events WHERE person_id = 1 AND time = '2015-03-01'")["code"]
-        assert codes.tolist() == ["ICD10:I50.9"]
+        assert codes.tolist() == ["ICD10CM:I50.9"]
 
 
 def test_without_vocabulary_codes_are_concept_ids(tmp_path: Path) -> None:
@@ -175,34 +177,51 @@ def test_parquet_tables_import_like_csv(tmp_path: Path, omop: Path) -> None:
         ),
         (
             "person.csv",
-            lambda t: "\n".join(line.split(",", 1)[1] for line in t.splitlines()),
-            r"person\.csv: missing required column 'person_id'",
+            lambda t: t.replace("person_id,", "person_ident,", 1),
+            r"person\.csv: unknown column\(s\) \['person_ident'\]",
         ),
         (
-            "visit_occurrence.csv",
-            lambda t: t.replace("2013-01-01,,", ",,"),
-            r"visit_occurrence\.csv: column 'visit_start_date': 1 rows have neither",
-        ),
-        (
-            "drug_exposure.csv",
-            lambda t: t.replace("2013-01-02", "02/01/2013"),
-            r"drug_exposure\.csv: column 'drug_exposure_start_date': 1 rows are not date values",
-        ),
-        (
-            "death.csv",
-            lambda t: t.replace("\n3,", "\n42,"),
-            r"death\.csv: column 'person_id': 1 rows refer to no row of person",
+            "condition_occurrence.csv",
+            lambda t: "\n".join(
+                ",".join(f for i, f in enumerate(line.split(",")) if i != 3) for line in t.splitlines()
+            ),
+            r"condition_occurrence\.csv: missing required column 'condition_start_date'",
         ),
     ],
 )
 def test_mapping_errors_name_file_and_column(tmp_path: Path, file: str, edit, message: str) -> None:  # type: ignore[no-untyped-def]
     folder = write_folder(tmp_path / "omop")
     (folder / file).write_text(edit(FILES[file]))
-    with pytest.raises(ImportMappingError, match=message) as info:
+    with pytest.raises(ImportMappingError, match=message):
         import_omop(folder, tmp_path / "r.duckdb")
-    assert "02/01/2013" not in str(info.value)  # counts, never values
     assert not (tmp_path / "r.duckdb").exists()
     assert not list(tmp_path.glob(".r.duckdb*")), "temporary registry left behind"
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "reason"),
+    [
+        ("visit_occurrence.csv", lambda t: t.replace("2013-01-01,,", ",,"), "no valid date"),
+        ("drug_exposure.csv", lambda t: t.replace("2013-01-02", "02/01/2013"), "no valid date"),
+        ("death.csv", lambda t: t.replace("\n3,", "\n42,"), "person_id not in person"),
+        ("procedure_occurrence.csv", lambda t: t.replace("2015-03-03", "1940-03-03"), "dated before birth"),
+        ("procedure_occurrence.csv", lambda t: t.replace("2015-03-03", "2999-03-03"), "dated in the future"),
+    ],
+)
+def test_bad_rows_are_dropped_and_counted(tmp_path: Path, file: str, edit, reason: str) -> None:  # type: ignore[no-untyped-def]
+    """A row that cannot be placed costs that row, counted under its reason; nothing is silent."""
+    from toolkit.registry.check import import_summary
+
+    folder = write_folder(tmp_path / "omop")
+    (folder / file).write_text(edit(FILES[file]))
+    out = import_omop(folder, tmp_path / "r.duckdb")
+    summary = import_summary(out)
+    assert summary is not None
+    table = summary.source(file.removesuffix(".csv"))
+    assert table.drops == {reason: 1}
+    assert table.rows_written == table.rows_read - 1
+    with Registry(out) as reg:  # the other tables are untouched
+        assert reg.count("person") == 3
 
 
 def test_missing_person_table(tmp_path: Path) -> None:

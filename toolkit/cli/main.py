@@ -113,19 +113,38 @@ def registry_synth(
 
 @registry_app.command("import-omop")
 def registry_import_omop(
-    folder: Annotated[Path, typer.Argument(help="Folder of OMOP CDM 5.4 tables (CSV or Parquet)")],
+    folder: Annotated[Path, typer.Argument(help="Folder of OMOP CDM 5.3/5.4 tables (CSV or Parquet)")],
     out_path: Annotated[Path, typer.Option("--out", help="Registry file to write")],
     vocabulary: Annotated[
-        Path | None, typer.Option(help="Folder or file holding the OMOP concept table, if not in FOLDER")
+        Path | None,
+        typer.Option(
+            help="Athena vocabulary folder (CONCEPT.csv, CONCEPT_RELATIONSHIP.csv, CONCEPT_ANCESTOR.csv)"
+        ),
     ] = None,
     prefer_source: Annotated[
         bool, typer.Option(help="Code facts by their source concept (e.g. ICD-10-CM) first")
     ] = False,
+    cdm_version: Annotated[
+        str | None, typer.Option(help="5.3 or 5.4; default: cdm_source.cdm_version, else the columns")
+    ] = None,
 ) -> None:
-    """Import OMOP CDM 5.4 tables into the canonical registry schema."""
+    """Import OMOP CDM 5.3 or 5.4 tables into the canonical registry schema; print what was read,
+    written and dropped per table."""
     from toolkit.registry.importers.omop import import_omop
 
-    out.print(f"wrote {import_omop(folder, out_path, vocabulary=vocabulary, prefer_source=prefer_source)}")
+    path = import_omop(
+        folder, out_path, vocabulary=vocabulary, prefer_source=prefer_source, cdm_version=cdm_version
+    )
+    _print_summary(path)
+    out.print(f"wrote {path}")
+
+
+def _print_summary(path: Path) -> None:
+    from toolkit.registry.check import import_summary
+
+    summary = import_summary(path)
+    if summary is not None:
+        sys.stdout.write(summary.to_text() + "\n")
 
 
 @registry_app.command("export-meds")
@@ -134,7 +153,7 @@ def registry_export_meds(
     out_dir: Annotated[Path, typer.Option("--out", help="MEDS dataset folder to write (replaced)")],
     shard_size: Annotated[int, typer.Option(help="Subjects per data shard")] = 50_000,
 ) -> None:
-    """Export a registry as a MEDS dataset (data/*.parquet + metadata/)."""
+    """Export a registry as a MEDS dataset (data/*.parquet + metadata/), valid for the meds package."""
     from toolkit.registry.meds import export_meds
 
     out.print(f"wrote {export_meds(registry, out_dir, shard_size=shard_size)}")
@@ -144,11 +163,19 @@ def registry_export_meds(
 def registry_import_meds(
     meds_dir: Annotated[Path, typer.Argument(help="MEDS dataset folder")],
     out_path: Annotated[Path, typer.Option("--out", help="Registry file to write")],
+    obs_start: Annotated[
+        str | None, typer.Option(help="Code that starts an observation period (with --obs-end)")
+    ] = None,
+    obs_end: Annotated[str | None, typer.Option(help="Code that ends an observation period")] = None,
 ) -> None:
-    """Import a MEDS dataset into the canonical registry schema."""
+    """Import a MEDS dataset into the canonical registry schema; print what was read and written."""
     from toolkit.registry.meds import import_meds
 
-    out.print(f"wrote {import_meds(meds_dir, out_path)}")
+    path = import_meds(
+        meds_dir, out_path, period_codes=(obs_start, obs_end) if obs_start or obs_end else None
+    )
+    _print_summary(path)
+    out.print(f"wrote {path}")
 
 
 # --- cohort --------------------------------------------------------------------------------

@@ -19,7 +19,15 @@ import sqlglot
 from sqlglot import exp
 
 from toolkit.cohort import spec as C
-from toolkit.cohort.criteria import Context, code_predicate, compile_criterion, days_between, lit, shift
+from toolkit.cohort.criteria import (
+    Context,
+    code_predicate,
+    codes_sql,
+    compile_criterion,
+    days_between,
+    lit,
+    shift,
+)
 from toolkit.errors import CohortSpecError
 from toolkit.registry import schema as S
 
@@ -46,6 +54,7 @@ class CompiledCohort:
     columns: tuple[str, ...]
     horizons: tuple[tuple[str, float], ...]
     has_outcome: bool
+    uses_vocabulary: bool = False  # concept references read the registry's concept tables
 
     @property
     def final_step(self) -> int:
@@ -413,6 +422,7 @@ def compile_cohort(
     conds = ([f"code IN ({', '.join(lit(c) for c in exact)})"] if exact else []) + [
         f"starts_with(code, {lit(p)})" for p in prefixes
     ]
+    conds += [codes_sql([], refs, "code") for refs in dict.fromkeys(ctx.refs)]
     events_sql = f"SELECT * FROM events WHERE {' OR '.join(conds) or 'FALSE'}"
     return CompiledCohort(
         name=spec.name,
@@ -422,9 +432,14 @@ def compile_cohort(
         columns=tuple(dict.fromkeys(columns)),
         horizons=tuple(horizons),
         has_outcome=spec.outcome is not None,
+        uses_vocabulary=bool(ctx.refs),
     )
 
 
 def _entry_description(e: C.Entry, ctx: Context) -> str:
-    codes = ", ".join(ctx.codes(e))
+    refs = [
+        f"{'not ' if r.exclude else ''}concept {r.concept}{' and descendants' if r.descendants else ''}"
+        for r in ctx.concept_refs(e)
+    ]
+    codes = ", ".join([*ctx.codes(e), *refs])
     return f"{e.occurrence} occurrence of {codes}"

@@ -47,12 +47,13 @@ def days_between(start: str, end: str) -> str:
 class Context:
     """Compile state: the concept sets, the attribute types and the CTEs emitted so far."""
 
-    concept_sets: Mapping[str, list[str]]
+    concept_sets: Mapping[str, list[C.ConceptItem]]
     attributes: Mapping[str, str]
     source: str
     ctes: list[tuple[str, str]] = field(default_factory=list)
     events: str = "events"  # the events relation the CTEs read (a pre-filtered copy in cohorts)
     patterns: set[str] = field(default_factory=set)  # every code pattern used, for that pre-filter
+    refs: list[tuple[C.ConceptRef, ...]] = field(default_factory=list)  # concept references, likewise
 
     def new_cte(self, sql: str, prefix: str = "k") -> str:
         name = f"{prefix}{len(self.ctes) + 1}"
@@ -60,21 +61,53 @@ class Context:
         return name
 
     def codes(self, f: C.CodeFilter) -> list[str]:
+        """The code patterns of a filter (its concept set's strings)."""
         if f.codes is not None:
             return list(f.codes)
-        return list(self.concept_sets[f.concept or ""])
+        return [c for c in self.concept_sets[f.concept or ""] if isinstance(c, str)]
+
+    def concept_refs(self, f: C.CodeFilter) -> tuple[C.ConceptRef, ...]:
+        """The OMOP concept references of a filter's concept set."""
+        if f.codes is not None:
+            return ()
+        return tuple(c for c in self.concept_sets[f.concept or ""] if isinstance(c, C.ConceptRef))
+
+
+def codes_sql(patterns: list[str], refs: tuple[C.ConceptRef, ...], column: str) -> str:
+    """Whether ``column`` holds one of ``patterns`` (exact or ``prefix*``) or a code the concept
+    references resolve to through the registry's ``concept`` and ``concept_ancestor`` tables."""
+    exact = sorted(c for c in patterns if not c.endswith("*"))
+    prefixes = sorted(c[:-1] for c in patterns if c.endswith("*"))
+    parts = [f"{column} IN ({', '.join(lit(c) for c in exact)})"] if exact else []
+    parts += [f"starts_with({column}, {lit(p)})" for p in prefixes]
+    include = [r for r in refs if not r.exclude]
+    exclude = [r for r in refs if r.exclude]
+    if include:
+        parts.append(_refs_sql(include, column))
+    matched = "(" + (" OR ".join(parts) or "FALSE") + ")"
+    return f"({matched} AND NOT {_refs_sql(exclude, column)})" if exclude else matched
+
+
+def _refs_sql(refs: list[C.ConceptRef], column: str) -> str:
+    ids = ", ".join(str(i) for i in sorted({r.concept for r in refs}))
+    desc = sorted({r.concept for r in refs if r.descendants})
+    where = f"concept_id IN ({ids})"
+    if desc:
+        where += (
+            " OR concept_id IN (SELECT descendant_concept_id FROM concept_ancestor "
+            f"WHERE ancestor_concept_id IN ({', '.join(str(i) for i in desc)}))"
+        )
+    opaque = ", ".join(lit(f"OMOP:{i}") for i in sorted({r.concept for r in refs}))
+    return f"({column} IN (SELECT code FROM concept WHERE {where}) OR {column} IN ({opaque}))"
 
 
 def code_predicate(f: C.CodeFilter, ctx: Context, alias: str = "e") -> str:
     """Which events match a code filter (codes or concept, value range, unit, text)."""
     ctx.patterns.update(ctx.codes(f))
-    exact = [c for c in ctx.codes(f) if not c.endswith("*")]
-    prefixes = [c[:-1] for c in ctx.codes(f) if c.endswith("*")]
-    parts = []
-    if exact:
-        parts.append(f"{alias}.code IN ({', '.join(lit(c) for c in sorted(exact))})")
-    parts += [f"starts_with({alias}.code, {lit(p)})" for p in sorted(prefixes)]
-    conds = ["(" + " OR ".join(parts) + ")"]
+    refs = ctx.concept_refs(f)
+    if refs:
+        ctx.refs.append(refs)
+    conds = [codes_sql(ctx.codes(f), refs, f"{alias}.code")]
     if f.value is not None:
         conds += value_conditions(f.value, f"{alias}.numeric_value", f"{alias}.unit")
     if f.text is not None:

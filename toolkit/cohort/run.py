@@ -11,6 +11,7 @@ import pandas as pd
 
 from toolkit.cohort.compile import CANDIDATES, COHORT_EVENTS, CompiledCohort, compile_cohort
 from toolkit.cohort.spec import CohortSpec, load_cohort
+from toolkit.errors import CohortSpecError
 from toolkit.registry.store import Registry
 
 
@@ -157,6 +158,11 @@ def run_cohort(spec: CohortSpec | Path | str, registry: Registry, *, source: str
         spec = load_cohort(spec)
     backend = DuckDBBackend(registry)
     compiled = compile_cohort(spec, attributes=backend.attributes(), source=source)
+    if compiled.uses_vocabulary and "concept" not in registry.table_names():
+        raise CohortSpecError(
+            f"{source}: concept_sets name OMOP concepts, but {registry.path} has no vocabulary "
+            "(re-import it with this version of Regent and a concept table, e.g. --vocabulary DIR)"
+        )
     return execute(compiled, backend)
 
 

@@ -36,16 +36,34 @@ Offset = Annotated[str | int | float, Field(description="Relative time: '-365d',
 
 
 def _check_code_pattern(code: str) -> str:
-    ns = S.namespace(code.rstrip("*"))
-    if ns is None:
-        raise ValueError(f"code {code!r} is not namespaced; expected e.g. 'ICD10:I50*' or 'DEATH'")
-    if ns not in S.KNOWN_NAMESPACES:
-        raise ValueError(
-            f"code {code!r} has unknown namespace {ns!r}; known: {', '.join(sorted(S.KNOWN_NAMESPACES))}"
-        )
+    """A code or prefix pattern in the registry's canonical form (``ICD10//I50*`` -> ``ICD10:I50*``).
+
+    Namespaces are open: a code of any namespace (or none, as MEDS ``HR``) is accepted; only
+    ``regent registry check`` warns about namespaces Regent does not know.
+    """
+    if not isinstance(code, str) or not code.strip() or code != code.strip():
+        raise ValueError(f"code {code!r}: expected a non-empty code without surrounding spaces")
     if "*" in code[:-1]:
         raise ValueError(f"code {code!r}: '*' is allowed only at the end (a prefix match)")
-    return code
+    if code == "*":
+        raise ValueError("code '*': a prefix needs at least one character before '*'")
+    return S.canonical_code(code)
+
+
+class ConceptRef(Frozen):
+    """An OMOP concept by id, resolved through the registry's vocabulary (``concept`` table).
+
+    ``descendants: true`` adds every concept below it in ``concept_ancestor``; ``exclude: true``
+    removes the concept (and its descendants, if asked) from the set, as an ATLAS concept set does.
+    A concept id the vocabulary does not hold still matches its opaque code ``OMOP:<id>``.
+    """
+
+    concept: int = Field(description="OMOP concept_id")
+    descendants: bool = False
+    exclude: bool = False
+
+
+ConceptItem = str | ConceptRef
 
 
 class Window(Frozen):
@@ -112,8 +130,7 @@ class CodeFilter(Frozen):
         if v is not None:
             if not v:
                 raise ValueError("codes must not be empty")
-            for c in v:
-                _check_code_pattern(c)
+            return [_check_code_pattern(c) for c in v]
         return v
 
     @model_validator(mode="after")
@@ -310,6 +327,9 @@ class Outcome(CodeFilter):
 
 
 class ConceptFile(Frozen):
+    """A concept set kept in a file: YAML (a list of codes and concept references, or a mapping with
+    ``codes``) or an ATLAS concept-set JSON export (``.json``)."""
+
     file: str
 
 
@@ -318,7 +338,7 @@ class CohortSpec(Frozen):
 
     name: str
     description: str = ""
-    concept_sets: dict[str, list[str] | ConceptFile] = Field(default_factory=dict)
+    concept_sets: dict[str, list[ConceptItem] | ConceptFile] = Field(default_factory=dict)
     entry: Entry
     inclusion: list[Criterion] = Field(default_factory=list)
     exclusion: list[Criterion] = Field(default_factory=list)
@@ -328,14 +348,20 @@ class CohortSpec(Frozen):
 
     @field_validator("concept_sets")
     @classmethod
-    def _concepts(cls, v: dict[str, list[str] | ConceptFile]) -> dict[str, list[str] | ConceptFile]:
+    def _concepts(
+        cls, v: dict[str, list[ConceptItem] | ConceptFile]
+    ) -> dict[str, list[ConceptItem] | ConceptFile]:
+        out: dict[str, list[ConceptItem] | ConceptFile] = {}
         for name, codes in v.items():
             if isinstance(codes, list):
                 if not codes:
                     raise ValueError(f"concept set {name!r} is empty")
-                for c in codes:
-                    _check_code_pattern(c)
-        return v
+                if all(isinstance(c, ConceptRef) and c.exclude for c in codes):
+                    raise ValueError(f"concept set {name!r} only excludes concepts; include at least one")
+                out[name] = [_check_code_pattern(c) if isinstance(c, str) else c for c in codes]
+            else:
+                out[name] = codes
+        return out
 
 
 def check_cohort(spec: CohortSpec, source: str, prefix: str = "") -> None:
@@ -393,10 +419,11 @@ def check_cohort(spec: CohortSpec, source: str, prefix: str = "") -> None:
 
 
 def _code_patterns(f: CodeFilter, spec: CohortSpec) -> list[str]:
+    """The code patterns of a filter (concept references need the registry; not compared here)."""
     if f.codes is not None:
         return list(f.codes)
     cs = spec.concept_sets.get(f.concept or "")
-    return list(cs) if isinstance(cs, list) else []
+    return [c for c in cs if isinstance(c, str)] if isinstance(cs, list) else []
 
 
 def _overlaps(a: list[str], b: list[str]) -> bool:
@@ -409,26 +436,74 @@ def _overlaps(a: list[str], b: list[str]) -> bool:
 
 
 def resolve_concepts(spec: CohortSpec, base: Path | None) -> CohortSpec:
-    """Read concept-set files (relative to ``base``) into inline code lists."""
+    """Read concept-set files (relative to ``base``) into inline lists of codes and concept refs."""
     if not any(isinstance(v, ConceptFile) for v in spec.concept_sets.values()):
         return spec
-    resolved: dict[str, list[str] | ConceptFile] = {}
+    resolved: dict[str, list[ConceptItem] | ConceptFile] = {}
     for name, v in spec.concept_sets.items():
-        if isinstance(v, ConceptFile):
-            path = (base or Path.cwd()) / v.file
-            data = read_yaml(path, error=CohortSpecError)
-            codes = data.get("codes") if isinstance(data, dict) else data
-            if not isinstance(codes, list) or not codes:
-                raise CohortSpecError(f"{path}: expected a list of codes (or a mapping with 'codes')")
-            for c in codes:
-                try:
-                    _check_code_pattern(str(c))
-                except ValueError as exc:
-                    raise CohortSpecError(f"{path}: {exc}") from None
-            resolved[name] = [str(c) for c in codes]
-        else:
-            resolved[name] = v
+        resolved[name] = (
+            _read_concept_file((base or Path.cwd()) / v.file) if isinstance(v, ConceptFile) else v
+        )
     return spec.model_copy(update={"concept_sets": resolved})
+
+
+def _read_concept_file(path: Path) -> list[ConceptItem]:
+    if path.suffix.lower() == ".json":
+        return read_atlas_concept_set(path)
+    data = read_yaml(path, error=CohortSpecError)
+    items = data.get("codes") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        raise CohortSpecError(f"{path}: expected a list of codes (or a mapping with 'codes')")
+    out: list[ConceptItem] = []
+    for i, c in enumerate(items):
+        try:
+            out.append(ConceptRef.model_validate(c) if isinstance(c, dict) else _check_code_pattern(str(c)))
+        except ValueError as exc:
+            raise CohortSpecError(f"{path}: item {i}: {str(exc).splitlines()[0]}") from None
+    return out
+
+
+def read_atlas_concept_set(path: Path | str) -> list[ConceptItem]:
+    """The concept references of an ATLAS concept-set JSON export.
+
+    Accepts the expression (``{"items": [...]}``) or a whole concept set (``{"expression": ...}``).
+    Each item gives ``concept.CONCEPT_ID``, ``isExcluded`` and ``includeDescendants``;
+    ``includeMapped`` adds nothing here, because events carry standard concepts (their source codes
+    are mapped at import), and a set that asks for it is refused with that explanation.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CohortSpecError(f"{path}: not readable JSON ({type(exc).__name__})") from None
+    if isinstance(data, dict) and isinstance(data.get("expression"), dict):
+        data = data["expression"]
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise CohortSpecError(f"{path}: expected an ATLAS concept set with a non-empty 'items' list")
+    out: list[ConceptItem] = []
+    for i, item in enumerate(items):
+        concept = item.get("concept") if isinstance(item, dict) else None
+        cid = concept.get("CONCEPT_ID") if isinstance(concept, dict) else None
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            raise CohortSpecError(f"{path}: items[{i}].concept.CONCEPT_ID: expected an integer concept id")
+        if item.get("includeMapped"):
+            raise CohortSpecError(
+                f"{path}: items[{i}].includeMapped: not supported (registry events carry standard "
+                "concepts; import with --prefer-source and name the source codes instead)"
+            )
+        out.append(
+            ConceptRef(
+                concept=cid,
+                descendants=bool(item.get("includeDescendants", False)),
+                exclude=bool(item.get("isExcluded", False)),
+            )
+        )
+    if all(isinstance(c, ConceptRef) and c.exclude for c in out):
+        raise CohortSpecError(f"{path}: every item is excluded; include at least one concept")
+    return out
 
 
 def cohort_from_dict(data: Any, *, source: str = "cohort", base: Path | None = None) -> CohortSpec:

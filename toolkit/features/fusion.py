@@ -11,12 +11,14 @@ and the data-quality table (one row per note or image problem; counts in :meth:`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from toolkit.cohort.spec import ConceptItem
 from toolkit.features.imaging import image_features, measure_images
 from toolkit.features.notes import load_lexicon, note_features
 from toolkit.features.windows import FeatureSpec, feature_matrix, generated_features, window_features
@@ -50,7 +52,7 @@ def build_features(
     reg: Any,
     spec: FeatureSpec,
     *,
-    concept_sets: dict[str, list[str]] | None = None,
+    concept_sets: Mapping[str, list[ConceptItem]] | None = None,
     source: str = "features",
     base: Path | None = None,
 ) -> FusedFeatures:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from toolkit.cohort.criteria import Context, code_predicate, days_between, lit, shift
-from toolkit.cohort.spec import CodeFilter, Window
+from toolkit.cohort.spec import CodeFilter, ConceptItem, Window
 from toolkit.errors import SpecError
 from toolkit.features.imaging import ImageFeatureSpec
 from toolkit.features.notes import NoteFeatureSpec
@@ -67,6 +67,11 @@ class CodeGenerator(Frozen):
     windows: list[Window] = Field(min_length=1)
     aggs: list[Agg] = Field(min_length=1)
     min_prevalence: float | None = Field(None, ge=0, le=1, description="Overrides features.min_prevalence.")
+
+    @field_validator("prefixes")
+    @classmethod
+    def _canonical(cls, v: list[str]) -> list[str]:
+        return [S.canonical_code(p) for p in v]  # MEDS 'ICD10//' and Regent 'ICD10:' are one prefix
 
 
 class FeatureSpec(Frozen):
@@ -160,7 +165,10 @@ def _bounds(windows: Sequence[Window]) -> list[str]:
 
 
 def compile_features(
-    spec: FeatureSpec, concept_sets: dict[str, list[str]] | None = None, *, source: str = "features"
+    spec: FeatureSpec,
+    concept_sets: Mapping[str, list[ConceptItem]] | None = None,
+    *,
+    source: str = "features",
 ) -> str:
     """SQL over ``_feature_index(person_id, index_time)`` and ``events``: one row per index row."""
     if not spec.windows:
@@ -253,7 +261,7 @@ def window_features(
     con: object,
     spec: FeatureSpec,
     *,
-    concept_sets: dict[str, list[str]] | None = None,
+    concept_sets: Mapping[str, list[ConceptItem]] | None = None,
     source: str = "features",
 ) -> pd.DataFrame:
     """Compute the declared window features for the cohort's index rows.

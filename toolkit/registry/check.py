@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.registry import schema as S
+from toolkit.registry.importers.summary import ImportSummary, read_summary
 from toolkit.registry.store import Registry
 
 
@@ -28,6 +29,7 @@ class QualityReport:
     row_counts: dict[str, int]
     findings: tuple[Finding, ...]
     namespaces: dict[str, int] = field(default_factory=dict)
+    imported: ImportSummary | None = None
 
     @property
     def warnings(self) -> tuple[Finding, ...]:
@@ -40,6 +42,16 @@ class QualityReport:
             "row_counts": self.row_counts,
             "namespaces": self.namespaces,
             "findings": [f.__dict__ for f in self.findings],
+            "import": None
+            if self.imported is None
+            else {
+                "format": self.imported.format,
+                "facts": dict(self.imported.facts),
+                "sources": [
+                    {**s.__dict__, "drops": dict(s.drops), "notes": dict(s.notes)}
+                    for s in self.imported.sources
+                ],
+            },
         }
 
     def to_text(self) -> str:
@@ -47,12 +59,14 @@ class QualityReport:
         lines += [f"    {t:<20} {n:>12,}" for t, n in self.row_counts.items()]
         lines.append("  code namespaces:")
         for ns, n in self.namespaces.items():
-            flag = "" if ns in S.KNOWN_NAMESPACES else "   <- unknown namespace"
+            flag = "" if ns in S.KNOWN_NAMESPACES else "   <- unknown namespace (a warning only)"
             lines.append(f"    {ns:<20} {n:>12,}{flag}")
         lines.append("  checks:")
         for f in self.findings:
             mark = "ok  " if f.severity == "ok" else "WARN"
             lines.append(f"    [{mark}] {f.check:<45} {f.count:>10,}  {f.detail}".rstrip())
+        if self.imported is not None:
+            lines.append("  " + self.imported.to_text().replace("\n", "\n  "))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -117,7 +131,12 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
 def check_registry(path: Path | str) -> QualityReport:
     """Validate the schema (raises on error) and compute the data-quality report."""
     with Registry(path) as reg:
-        counts = {t: reg.count(t) for t in S.TABLES if t not in ("attribute", "metadata")}
+        present = reg.table_names()
+        counts = {
+            t: reg.count(t)
+            for t in S.TABLES
+            if t not in ("attribute", "metadata", "import_summary") and t in present
+        }
         findings = []
         for name, query, detail in _CHECKS:
             row = reg.con.execute(query).fetchone()
@@ -136,4 +155,11 @@ def check_registry(path: Path | str) -> QualityReport:
                 ", ".join(sorted(unknown)),
             )
         )
-        return QualityReport(str(path), reg.digest(), counts, tuple(findings), namespaces)
+        imported = read_summary(reg.con, present)
+        return QualityReport(str(path), reg.digest(), counts, tuple(findings), namespaces, imported)
+
+
+def import_summary(path: Path | str) -> ImportSummary | None:
+    """What the import that wrote ``path`` read, wrote and dropped (``None`` if not recorded)."""
+    with Registry(path) as reg:
+        return read_summary(reg.con, reg.table_names())

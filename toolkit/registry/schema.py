@@ -127,9 +127,65 @@ METADATA = Table(
     "Registry-level facts: schema version, name, source, generator and seed.",
 )
 
+CONCEPT = Table(
+    "concept",
+    (
+        Column("code", "VARCHAR", False, "The code as events carry it (canonical form `NS:code`)."),
+        Column("concept_id", "BIGINT", True, "OMOP concept id, when the code came from an OMOP vocabulary."),
+        Column("name", "VARCHAR", True, "Concept name or MEDS code description."),
+        Column("vocabulary", "VARCHAR", True, "OMOP vocabulary_id (SNOMED, ICD10CM, ...), when known."),
+        Column("domain", "VARCHAR", True, "OMOP domain_id (Condition, Drug, ...), when known."),
+        Column("standard", "VARCHAR", True, "OMOP standard_concept flag: 'S', 'C' or NULL."),
+        Column("parent_codes", "VARCHAR", True, "JSON list of parent codes (MEDS codes.parquet)."),
+    ),
+    (),
+    "The vocabulary behind the codes: names, OMOP concept ids and parents (optional; filled by "
+    "import-omop with a concept table and by import-meds from codes.parquet).",
+    required=False,
+)
+CONCEPT_ANCESTOR = Table(
+    "concept_ancestor",
+    (
+        Column("ancestor_concept_id", "BIGINT", False, "Ancestor concept (a concept is its own ancestor)."),
+        Column("descendant_concept_id", "BIGINT", False, "Descendant concept."),
+        Column("min_levels", "BIGINT", True, "OMOP min_levels_of_separation."),
+    ),
+    (),
+    "OMOP concept_ancestor rows whose descendant is a concept the registry uses (optional): resolves "
+    "`{concept: ..., descendants: true}` in cohort concept sets.",
+    required=False,
+)
+IMPORT_SUMMARY = Table(
+    "import_summary",
+    (
+        Column("source", "VARCHAR", False, "Source table or file group (e.g. `measurement`)."),
+        Column("target", "VARCHAR", True, "Registry table it went to (`events`, `person`, ...)."),
+        Column("status", "VARCHAR", False, "`imported`, `empty` or `skipped`."),
+        Column("rows_read", "BIGINT", True, "Rows read from the source."),
+        Column("rows_written", "BIGINT", True, "Rows written to the target."),
+        Column("rows_dropped", "BIGINT", True, "Rows not written (rows_read - rows_written)."),
+        Column("drops", "VARCHAR", True, "JSON object: reason -> rows dropped for that reason."),
+        Column(
+            "notes",
+            "VARCHAR",
+            True,
+            "JSON object: other counts (opaque codes, unmapped concepts) or the reason a source was skipped.",
+        ),
+    ),
+    (),
+    "What an import read, wrote and dropped, per source table (optional; counts only, no values).",
+    required=False,
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (PERSON, OBSERVATION_PERIOD, EVENTS, NOTES, IMAGES, ATTRIBUTE, METADATA)
-}
+    t.name: t
+    for t in (
+        PERSON, OBSERVATION_PERIOD, EVENTS, NOTES, IMAGES, ATTRIBUTE, METADATA, CONCEPT, CONCEPT_ANCESTOR,
+        IMPORT_SUMMARY,
+    )
+}  # fmt: skip
+#: Optional tables: absent in older registries, skipped by the digest while empty.
+OPTIONAL_TABLES: frozenset[str] = frozenset(t.name for t in TABLES.values() if not t.required)
 
 ATTRIBUTE_TYPES: dict[str, str] = {
     "float": "DOUBLE",
@@ -157,17 +213,58 @@ KNOWN_NAMESPACES: frozenset[str] = frozenset(
         "LOCAL",
         "STUDY",
         "DEATH",
+        # OMOP vocabulary ids as import-omop writes them (upper case, '_' for other characters)
+        "ICD10CM",
+        "ICD9CM",
+        "ICD9PROC",
+        "CPT4",
+        "HCPCS",
+        "NDC",
+        "CVX",
+        "RXNORM_EXTENSION",
+        "UCUM",
+        "VISIT_DETAIL",  # import-omop: visit_detail rows (ICU stays, ward transfers)
+        "NLP",  # import-omop: note_nlp rows
     }
 )
 
-_CODE_RE = re.compile(r"^(?P<ns>[A-Z][A-Z0-9_]*)(?::(?P<rest>.+))?$")
+_CODE_RE = re.compile(r"^(?P<ns>[A-Za-z][A-Za-z0-9_.\-]*)(?::(?P<rest>.+))?$")
+#: MEDS writes ``NAMESPACE//code``; Regent's canonical form is ``NAMESPACE:code``.
+_MEDS_SEP_RE = re.compile(r"^(?P<ns>[A-Za-z][A-Za-z0-9_.\-]*)//")
+#: The same rules as SQL regular expressions (DuckDB and Spark ``regexp_replace``).
+SQL_MEDS_TO_CANONICAL = (r"^([A-Za-z][A-Za-z0-9_.\-]*)//", r"\1:")
+SQL_CANONICAL_TO_MEDS = (r"^([A-Za-z][A-Za-z0-9_.\-]*):", r"\1//")
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def namespace(code: str) -> str | None:
-    """The namespace of a code: ``ICD10:I50.9`` -> ``ICD10``; ``DEATH`` -> ``DEATH``."""
-    m = _CODE_RE.match(code)
+    """The namespace of a code: ``ICD10:I50.9`` -> ``ICD10``; ``DEATH`` -> ``DEATH``.
+
+    Namespaces are open: any name that starts with a letter is one (``KNOWN_NAMESPACES`` only
+    decides whether ``regent registry check`` warns).  ``None`` for a code that has no namespace
+    shape at all (``50912``, ``Body weight``).
+    """
+    m = _CODE_RE.match(canonical_code(code))
     return m.group("ns") if m else None
+
+
+def canonical_code(code: str) -> str:
+    """The registry's one code form, ``NS:code``: MEDS ``ICD10//I50.22`` -> ``ICD10:I50.22``.
+
+    Only the first separator changes (``LAB//creatinine//mg/dL`` -> ``LAB:creatinine//mg/dL``);
+    a code already in canonical form, or without a namespace (``HR``), is returned unchanged.
+
+    >>> canonical_code("ICD10//I50.22"), canonical_code("ICD10:I50.22"), canonical_code("HR")
+    ('ICD10:I50.22', 'ICD10:I50.22', 'HR')
+    """
+    m = _MEDS_SEP_RE.match(code)
+    return f"{m.group('ns')}:{code[m.end() :]}" if m else code
+
+
+def meds_code(code: str) -> str:
+    """The MEDS spelling of a canonical code: ``ICD10:I50.22`` -> ``ICD10//I50.22``."""
+    m = _CODE_RE.match(code)
+    return f"{m.group('ns')}//{m.group('rest')}" if m and m.group("rest") is not None else code
 
 
 def is_identifier(name: str) -> bool:
