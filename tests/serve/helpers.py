@@ -25,10 +25,12 @@ API_KEY = "test-api-key-0123456789"
 @contextmanager
 def running(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
+    from toolkit.serve.server import uvicorn_options
+
     port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    options = uvicorn_options(settings) if settings is not None else {}
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
@@ -79,6 +81,7 @@ def obs(code: str, value: Any, unit: str | None = None, coded: bool = False, whe
         "status": "final",
         "effectiveDateTime": when or days_ago(10),
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": "Patient/p1"},
     }
     if coded:
         res["valueCodeableConcept"] = {"coding": [{"code": value}]}
@@ -125,6 +128,8 @@ def hook_request(observations: list[dict[str, Any]] | None = None, **extra: Any)
                 "type": "searchset",
                 "entry": [{"resource": o} for o in observations],
             },
+            # the MedicationStatement search was run and found nothing: hormone therapy "no"
+            "medicationstatement": {"resourceType": "Bundle", "type": "searchset", "entry": []},
         },
         **extra,
     }

@@ -29,12 +29,13 @@ def test_calls_and_feedback_are_audited_without_values(secure: Secure) -> None:
     req = hook_request()
     card = httpx.post(aud, json=req, headers=secure.keys.bearer(aud)).json()["cards"][0]
     fb_url = aud + "/feedback"
+    offered = next(r for r in card["overrideReasons"] if r["code"] == "not-relevant")
     fb = {
         "feedback": [
             {
                 "card": card["uuid"],
                 "outcome": "overridden",
-                "overrideReason": {"reason": {"code": "not-relevant", "system": "http://example.org"}},
+                "overrideReason": {"reason": {"code": offered["code"], "system": offered["system"]}},
                 "outcomeTimestamp": "2026-11-28T10:00:00Z",
             }
         ]

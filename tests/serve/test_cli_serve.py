@@ -106,5 +106,10 @@ def test_regent_serve_with_two_workers(gbsg2_bundle: Path, tmp_path: Path) -> No
         log.close()
     from toolkit.serve.audit import verify_audit
 
+    from toolkit.serve.audit import read_records
+
     result = verify_audit(tmp_path / "audit.sqlite")
-    assert result.ok and result.records == n + 1
+    assert result.ok and result.records == 2 * n + 2
+    refused = [r for r in read_records(tmp_path / "audit.sqlite") if r["kind"] == "refused"]
+    # the call without a token and the n replays, each with its reason and no token
+    assert sorted({r["reason"] for r in refused}) == ["no-token", "replayed-jti"] and len(refused) == n + 1

@@ -66,7 +66,8 @@ def test_stdio(gbsg2_bundle: Path, tmp_path: Path) -> None:
     from toolkit.serve.audit import read_records
 
     kinds = [(r["kind"], r["call"], r["status"]) for r in read_records(tmp_path / "audit.sqlite")]
-    assert kinds == [("mcp", TOOL, 200)]  # invalid arguments never reach the model
+    # invalid arguments never reach the model, but every call is audited, refusals included
+    assert kinds == [("mcp", TOOL, 200), ("mcp", TOOL, 422), ("mcp", "unknown-tool", 404)]
 
 
 def test_streamable_http_with_api_key(secure: Secure, gbsg2_bundle: Path) -> None:

@@ -18,6 +18,7 @@ def obs(code: str, value: Any, unit: str | None = None, coded: bool = False) -> 
         "status": "final",
         "effectiveDateTime": days_ago(27),
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": "Patient/p1"},
     }
     if coded:
         res["valueCodeableConcept"] = {"coding": [{"code": value}]}
@@ -38,6 +39,8 @@ def request(observations: list[dict[str, Any]]) -> dict[str, Any]:
                 "type": "searchset",
                 "entry": [{"resource": o} for o in observations],
             },
+            # the MedicationStatement search was run and found nothing: hormone therapy "no"
+            "medicationstatement": {"resourceType": "Bundle", "type": "searchset", "entry": []},
         },
     }
 
@@ -86,12 +89,12 @@ def test_missing_data_answers_412_naming_inputs(server: str) -> None:
                 {"unit": "furlong", "code": "furlong"}
             ),
             422,
-            "tumor_size: Observation unit 'furlong'",
+            "tumor_size: .*valueQuantity has a unit that cannot be converted to 'mm'",
         ),
         (
             lambda r: r["prefetch"]["observation"]["entry"][1]["resource"].pop("valueQuantity"),
             422,
-            "tumor_size: Observation .* has no numeric valueQuantity",
+            r"tumor_size: prefetch\.observation\.entry\[1\]\.resource has no numeric valueQuantity",
         ),
         (lambda r: r["prefetch"].update({"patient": {"gender": "female"}}), 422, "resourceType"),
         (lambda r: r.pop("hookInstance"), 422, "'hookInstance' is required"),

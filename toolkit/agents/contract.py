@@ -64,6 +64,11 @@ class InputSpec(Frozen):
     levels: list[str] | None = None
     fhir: FhirSource | None = None
     missing: Literal["refuse"] | Impute = "refuse"
+    invalid: Literal["refuse", "missing"] = Field(
+        "refuse",
+        description="A value that is not a finite number or lies outside 'range': 'refuse' (422) "
+        "or 'missing' (then 'missing' applies, and the card says why).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:

@@ -56,6 +56,14 @@ class Prediction:
         return d
 
 
+class _InvalidValue(InputValidationError):
+    """A number that is not finite or lies outside the valid range (the contract's ``invalid``)."""
+
+    def __init__(self, name: str, why: str, message: str) -> None:
+        super().__init__(f"{name}: {message}", fields=(name,))
+        self.why = why
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
 
@@ -119,6 +127,7 @@ class Agent:
         warnings: list[str] = []
         imputed: list[str] = []
         missing: list[str] = []
+        reasons: list[str] = []
         ranges = {i["name"]: i.get("training_range") for i in self.manifest["inputs"]}
         for spec in self.contract.inputs:
             raw = inputs.get(spec.name)
@@ -132,26 +141,37 @@ class Agent:
                     )
                 unit = raw.get("unit")
                 raw = raw.get("value")
-            if raw is None or (isinstance(raw, float) and math.isnan(raw)):
-                if isinstance(spec.missing, Impute):
-                    values[spec.name] = spec.missing.impute
-                    imputed.append(spec.name)
-                    warnings.append(
-                        f"{spec.label or spec.name} was missing; imputed {spec.missing.impute}"
-                        + (f" {spec.unit}" if spec.unit else "")
-                    )
+            why = "was missing"
+            if raw is not None:
+                try:
+                    values[spec.name] = self._check(spec, raw, unit)
+                except _InvalidValue as exc:
+                    if spec.invalid != "missing":
+                        raise
+                    why = exc.why  # the contract takes an invalid value as missing
                 else:
-                    missing.append(spec.name)
-                continue
-            values[spec.name] = self._check(spec, raw, unit)
-            rng = ranges.get(spec.name)
-            if rng and _is_number(values[spec.name]) and not (rng[0] <= values[spec.name] <= rng[1]):
+                    rng = ranges.get(spec.name)
+                    v = values[spec.name]
+                    if rng and _is_number(v) and not (rng[0] <= v <= rng[1]):
+                        warnings.append(
+                            f"{spec.label or spec.name} lies outside the range seen in training "
+                            "(1st–99th percentile); the estimate is less certain"
+                        )
+                    continue
+            if isinstance(spec.missing, Impute):
+                values[spec.name] = spec.missing.impute
+                imputed.append(spec.name)
                 warnings.append(
-                    f"{spec.label or spec.name} lies outside the range seen in training "
-                    "(1st–99th percentile); the estimate is less certain"
+                    f"{spec.label or spec.name} {why}; imputed {spec.missing.impute}"
+                    + (f" {spec.unit}" if spec.unit and spec.unit != "a" else "")
                 )
+            else:
+                missing.append(spec.name)
+                if why != "was missing":
+                    reasons.append(f"{spec.name} {why}")
         if missing:
-            raise MissingDataError(f"required input(s) missing: {missing}", fields=tuple(missing))
+            detail = f" ({'; '.join(reasons)})" if reasons else ""
+            raise MissingDataError(f"required input(s) missing: {missing}{detail}", fields=tuple(missing))
         return values, warnings, imputed
 
     def _check(self, spec: InputSpec, raw: Any, unit: Any) -> Any:
@@ -162,19 +182,22 @@ class Agent:
         if spec.type in ("number", "integer"):
             if not _is_number(raw):
                 raise InputValidationError(f"{spec.name}: expected a number", fields=(spec.name,))
-            if spec.type == "integer" and float(raw) != int(raw):
+            try:
+                x = float(raw)
+            except OverflowError:  # an integer too large for a float
+                x = math.inf
+            if not math.isfinite(x):
+                raise _InvalidValue(spec.name, "was not a finite number", "expected a finite number")
+            if spec.type == "integer" and not x.is_integer():
                 raise InputValidationError(f"{spec.name}: expected a whole number", fields=(spec.name,))
-            if not math.isfinite(float(raw)):
-                raise InputValidationError(f"{spec.name}: expected a finite number", fields=(spec.name,))
-            if spec.range is not None and not (spec.range[0] <= float(raw) <= spec.range[1]):
-                raise InputValidationError(
-                    f"{spec.name}: value outside the valid range [{spec.range[0]}, {spec.range[1]}]"
-                    + (f" {spec.unit}" if spec.unit else ""),
-                    fields=(spec.name,),
+            if spec.range is not None and not (spec.range[0] <= x <= spec.range[1]):
+                rng = f"[{spec.range[0]}, {spec.range[1]}]" + (f" {spec.unit}" if spec.unit else "")
+                raise _InvalidValue(
+                    spec.name, f"was outside the valid range {rng}", f"value outside the valid range {rng}"
                 )
-            return float(raw)
+            return x
         if spec.type == "boolean":
-            if isinstance(raw, bool) or raw in (0, 1):
+            if isinstance(raw, bool) or (_is_number(raw) and raw in (0, 1)):
                 return float(bool(raw))
             raise InputValidationError(f"{spec.name}: expected true or false", fields=(spec.name,))
         if not isinstance(raw, str) or raw not in (spec.levels or []):
@@ -235,8 +258,13 @@ class Agent:
         rows = []
         for rec in frame.to_dict("records"):
             try:
+                # a frame marks a missing value with NaN (or None): both are missing here
                 p = self.predict(
-                    {k: v for k, v in rec.items() if k in {i.name for i in self.contract.inputs}}
+                    {
+                        k: None if isinstance(v, float) and math.isnan(v) else v
+                        for k, v in rec.items()
+                        if k in {i.name for i in self.contract.inputs}
+                    }
                 )
                 rows.append(
                     {

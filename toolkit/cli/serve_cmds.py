@@ -50,16 +50,21 @@ def serve_command(
         raise SpecError(f"auth: 'off' is allowed only on a loopback host; got --host {host}")
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="regent-metrics-")
+    from toolkit.serve.server import LOG_CONFIG, uvicorn_options
+
+    # the workers build their protocol from an import string: the limits travel in the environment
+    os.environ["REGENT_MAX_HEADER_BYTES"] = str(resolved.max_header_bytes)
+    os.environ["REGENT_HEADER_TIMEOUT_S"] = str(resolved.header_timeout_s)
+    options = {**uvicorn_options(resolved), "http": "toolkit.serve.server:LimitedHttpToolsProtocol"}
     uvicorn.run(
         "toolkit.serve.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
+        log_config=LOG_CONFIG,
         log_level="warning",
-        access_log=False,  # access lines carry URLs with patient ids: never logged
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=10,
+        **options,
     )
 
 
@@ -85,13 +90,17 @@ def audit_verify(
     anchor: Annotated[
         str | None, typer.Option(help="'<seq>:<hash>' from an earlier 'regent audit head'")
     ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="The server's audit_key_file: check every record's MAC")
+    ] = None,
 ) -> None:
-    """Walk the hash chain: exit 1 naming every changed or deleted record."""
-    from toolkit.serve.audit import verify_audit
+    """Walk the hash chain (and, with --key, every MAC): exit 1 naming every bad record."""
+    from toolkit.serve.audit import read_key, verify_audit
 
-    result = verify_audit(path, anchor=anchor)
+    result = verify_audit(path, anchor=anchor, key=read_key(key) if key is not None else None)
     if result.ok:
-        sys.stdout.write(f"ok: {result.records} records, chain intact; head {result.head}\n")
+        macs = "MACs valid" if result.macs_checked else "MACs NOT checked (no --key: forgery not excluded)"
+        sys.stdout.write(f"ok: {result.records} records, chain intact, {macs}; head {result.head}\n")
         return
     for p in result.problems:
         sys.stderr.write(f"BROKEN: {p}\n")

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from toolkit.errors import AgentError, InputValidationError, MissingDataError, ToolkitError
+from toolkit.agents.fhir_model import PatientMismatchError
+from toolkit.errors import AgentError, InputValidationError, MissingDataError
 from toolkit.serve.cds_hooks import cds_router
 from toolkit.serve.limits import Guard
 from toolkit.serve.metrics import CONTENT_TYPE
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout=settings.request_timeout_s,
         loopback_only=settings.auth == "off",
         agent_names=frozenset(rt.agents),
+        audit=rt.record if rt.audit is not None else None,
+        debug_dir=settings.debug_dir,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -128,6 +131,8 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
             msg = "unknown field"
         else:
             msg = str(err.get("msg", "invalid"))
+            if str(kind).endswith("_parsing"):  # "..., invalid character `x` at 3": drop the echo
+                msg = msg.split(",")[0]
             if leaf in ("value", "unit") and len(loc) > 3:
                 msg = f"{leaf}: {msg}"
         # a union reports once per branch: keep the deepest (most specific) error
@@ -149,6 +154,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": str(exc), "missing": list(exc.fields), "fields": list(exc.fields)}, status_code=412
         )
 
+    @app.exception_handler(PatientMismatchError)
+    async def _mismatch(request: Request, exc: PatientMismatchError) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "fields": list(exc.fields)}, status_code=412)
+
     @app.exception_handler(InputValidationError)
     async def _invalid(request: Request, exc: InputValidationError) -> JSONResponse:
         return JSONResponse({"error": str(exc), "fields": list(exc.fields)}, status_code=422)
@@ -157,13 +166,5 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _agent(request: Request, exc: AgentError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=404)
 
-    @app.exception_handler(ToolkitError)
-    async def _toolkit(request: Request, exc: ToolkitError) -> JSONResponse:
-        log.error("request failed: %s", type(exc).__name__)
-        return JSONResponse({"error": "internal error"}, status_code=500)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # the exception's text may hold request data: log its type and the route only
-        log.error("unexpected %s on %s", type(exc).__name__, getattr(request.scope.get("route"), "path", "?"))
-        return JSONResponse({"error": "internal error"}, status_code=500)
+    # Any other exception ends in the Guard middleware (toolkit.serve.limits): a 500 with an error
+    # id, one log line without a traceback, counted in /metrics and audited.

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 import httpx
 import jwt
-from jwt.exceptions import PyJWKError, PyJWTError
 
 from toolkit.errors import SpecError, ToolkitError
 from toolkit.serve.settings import Issuer, Settings
@@ -136,17 +135,14 @@ class KeySet:
                 return
             finally:
                 self._last_fetch = time.monotonic()
-        keys = data.get("keys") if isinstance(data, Mapping) else None
-        if not isinstance(keys, list):
-            raise SpecError(f"issuer {issuer.iss!r}: JWKS has no 'keys' list")
-        parsed: dict[str | None, dict[str, Any]] = {}
-        for k in keys:
-            if not isinstance(k, Mapping) or k.get("kty") not in ("RSA", "EC", "OKP"):
-                continue  # symmetric ('oct') or malformed keys are never used
-            if any(p in k for p in ("d", "p", "q")):
-                raise SpecError(f"issuer {issuer.iss!r}: JWKS holds a private key; publish public keys only")
-            parsed[k.get("kid")] = dict(k)
-        self._keys = parsed
+        try:
+            self._keys = _public_keys(issuer, data)
+        except SpecError:
+            if issuer.jwks_file is not None:
+                raise  # a configuration error: the server does not start
+            # a fetched JWKS (at start or on an unknown kid, which any caller can cause): keep
+            # the previous keys rather than fail the request
+            log.warning("JWKS fetched for a configured issuer is malformed; keeping the previous keys")
 
     def key_for(self, kid: str | None) -> dict[str, Any] | None:
         key = self._keys.get(kid) if kid is not None else None
@@ -159,6 +155,26 @@ class KeySet:
                     self.load()
             key = self._keys.get(kid)
         return key
+
+
+def _numeric_date(v: Any) -> bool:
+    """A JWT NumericDate: a finite JSON number (not a string, not a boolean)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e11
+
+
+def _public_keys(issuer: Issuer, data: Any) -> dict[str | None, dict[str, Any]]:
+    keys = data.get("keys") if isinstance(data, Mapping) else None
+    if not isinstance(keys, list):
+        raise SpecError(f"issuer {issuer.iss!r}: JWKS has no 'keys' list")
+    parsed: dict[str | None, dict[str, Any]] = {}
+    for k in keys:
+        if not isinstance(k, Mapping) or k.get("kty") not in ("RSA", "EC", "OKP"):
+            continue  # symmetric ('oct') or malformed keys are never used
+        if any(p in k for p in ("d", "p", "q")):
+            raise SpecError(f"issuer {issuer.iss!r}: JWKS holds a private key; publish public keys only")
+        kid = k.get("kid")
+        parsed[kid if isinstance(kid, str) else None] = dict(k)
+    return parsed
 
 
 class Authenticator:
@@ -205,7 +221,7 @@ class Authenticator:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except PyJWTError:
+        except Exception:  # PyJWTError, and whatever an attacker's bytes make a decoder raise
             raise AuthError("malformed") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.settings.algorithms:
@@ -222,7 +238,7 @@ class Authenticator:
             raise AuthError("unknown-key")
         try:
             key = jwt.PyJWK(jwk, algorithm=alg)
-        except (PyJWKError, PyJWTError, ValueError, TypeError):
+        except Exception:  # a published key that cannot be used (PyJWKError, binascii, KeyError ...)
             raise AuthError("key-does-not-fit-algorithm") from None
         skew = self.settings.clock_skew_s
         try:
@@ -241,11 +257,13 @@ class Authenticator:
             raise AuthError("wrong-audience") from None
         except jwt.ImmatureSignatureError:
             raise AuthError("not-yet-valid") from None
-        except PyJWTError:
+        except Exception:  # PyJWTError, or a claim of a type PyJWT does not expect
             raise AuthError("invalid-signature-or-claims") from None
         now = time.time()
         iat, exp, jti = claims["iat"], claims["exp"], claims["jti"]
-        if not isinstance(iat, int | float) or iat > now + skew:
+        if not _numeric_date(iat) or not _numeric_date(exp):
+            raise AuthError("exp-or-iat-not-a-number")  # PyJWT accepts '"1900000000"' as a number
+        if iat > now + skew:
             raise AuthError("issued-in-the-future")
         if exp > now + self.settings.max_token_lifetime_s + skew:
             raise AuthError("lifetime-too-long")

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
+import anyio
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from toolkit.agents.fhir import map_inputs, prefetch_templates, resources_of
+from toolkit.agents.fhir import Mapped, incomplete_keys, map_inputs, prefetch_templates
+from toolkit.agents.fhir_model import check_patient, parse_prefetch, parse_resource
 from toolkit.agents.load import Agent
 from toolkit.errors import InputValidationError, MissingDataError
 from toolkit.serve.auth import ANONYMOUS, Principal
 from toolkit.serve.fhir_fetch import allowed_server, fetch_prefetch
 from toolkit.serve.limits import PRINCIPAL
-from toolkit.serve.schemas import CardsOut, Discovery, ErrorOut, FeedbackRequest, HookRequest
-from toolkit.serve.service import Runtime, card_for
+from toolkit.serve.schemas import CardsOut, Discovery, ErrorOut, FeedbackOut, FeedbackRequest, HookRequest
+from toolkit.serve.service import OVERRIDE_CODES, Runtime, card_for
 
 log = logging.getLogger("regent.serve")
 
@@ -50,8 +53,80 @@ def resolve(rt: Runtime, sid: str) -> tuple[Agent, str]:
     agent = rt.agent(name)
     hook = hook or "patient-view"
     if hook not in agent.contract.hooks:
-        raise InputValidationError(f"service {sid!r}: agent {agent.name} does not declare hook {hook!r}")
+        raise InputValidationError(
+            f"service_id: agent {agent.name} declares the hooks {agent.contract.hooks} only",
+            fields=("service_id",),
+        )
     return agent, hook
+
+
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def patient_of(context: dict[str, Any]) -> str:
+    """``context.patientId``, which must be a FHIR id (it goes into search URLs)."""
+    pid = context.get("patientId")
+    if not isinstance(pid, str) or not FHIR_ID.fullmatch(pid) or set(pid) == {"."}:
+        raise InputValidationError(
+            "context.patientId: expected a FHIR id (1-64 letters, digits, '-' or '.')",
+            fields=("context.patientId",),
+        )
+    return pid
+
+
+def _searched(templates: dict[str, str], keys: set[str]) -> set[str]:
+    """The resource types whose searches (prefetch keys) are complete."""
+    return {re.split(r"[/?]", t, maxsplit=1)[0] for k, t in templates.items() if k in keys}
+
+
+async def _fetch(rt: Runtime, req: HookRequest, wanted: dict[str, str], pid: str) -> dict[str, Any]:
+    """The searches the client did not prefetch, from its FHIR server ({} if it is unreachable)."""
+    s = rt.settings
+    assert req.fhirServer is not None and req.fhirAuthorization is not None
+    try:
+        with anyio.fail_after(s.fhir_timeout_s):
+            async with httpx.AsyncClient(
+                timeout=httpx.Timeout(s.fhir_timeout_s), follow_redirects=False, trust_env=False
+            ) as client:
+                return await fetch_prefetch(
+                    client,
+                    req.fhirServer,
+                    req.fhirAuthorization.access_token,
+                    wanted,
+                    {**req.context, "patientId": pid},
+                    max_bytes=s.fhir_max_bytes,
+                    max_pages=s.fhir_max_pages,
+                )
+    except (httpx.HTTPError, TimeoutError) as exc:  # unreachable or slow: 412 naming what is missing
+        log.warning("FHIR fetch failed (%s)", type(exc).__name__)
+        return {}
+
+
+async def gather_inputs(rt: Runtime, agent: Agent, req: HookRequest) -> tuple[Mapped, list[str]]:
+    """FHIR from prefetch (and the client's FHIR server for searches not sent) -> inputs.
+
+    Returns the mapping and the prefetch keys still not sent (or partial) after fetching.
+    """
+    pid = patient_of(req.context)
+    templates = prefetch_templates(agent.contract, code_below=rt.settings.fhir_code_below)
+    prefetch = dict(req.prefetch or {})
+    found = parse_prefetch(prefetch, where="prefetch")
+    check_patient(found, pid)
+    partial = set(incomplete_keys(prefetch))
+    complete = {k for k in templates if prefetch.get(k) is not None and k not in partial}
+    wanted = {k: t for k, t in templates.items() if k not in complete}
+    if wanted and req.fhirServer and req.fhirAuthorization:
+        if allowed_server(req.fhirServer, rt.settings.fhir_servers):
+            fetched = await _fetch(rt, req, wanted, pid)
+            replaced = [f"prefetch.{k}" for k in fetched]
+            found = [f for f in found if not any(f.path.startswith(r + ".") or f.path == r for r in replaced)]
+            found += parse_prefetch(fetched, where="fhirServer")
+            check_patient(found, pid)
+            complete |= set(fetched)
+        else:
+            log.warning("fhirServer is not under a configured fhir_servers base: not fetched")
+    mapped = map_inputs(agent.contract, found, searched=_searched(templates, complete))
+    return mapped, sorted(set(templates) - complete)
 
 
 async def call_service(
@@ -66,49 +141,35 @@ async def call_service(
         raise InputValidationError(
             f"context: {hook} requires {missing_ctx}", fields=tuple(f"context.{k}" for k in missing_ctx)
         )
-    templates = prefetch_templates(agent.contract)
-    prefetch = dict(req.prefetch or {})
-    values, used = map_inputs(agent.contract, resources_of(prefetch))
-    if _missing(agent, values) and req.fhirServer and req.fhirAuthorization:
-        absent = {k: t for k, t in templates.items() if prefetch.get(k) is None}
-        if absent and allowed_server(req.fhirServer, rt.settings.fhir_servers):
-            timeout = httpx.Timeout(rt.settings.fhir_timeout_s)
-            try:
-                async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-                    fetched = await fetch_prefetch(
-                        client, req.fhirServer, req.fhirAuthorization.access_token, absent, req.context
-                    )
-            except httpx.HTTPError as exc:  # unreachable or slow: answer 412 with what is missing
-                log.warning("FHIR fetch failed (%s)", type(exc).__name__)
-                fetched = {}
-            prefetch.update(fetched)
-            values, used = map_inputs(agent.contract, resources_of(prefetch))
+    if hook == "order-sign":
+        parse_resource(req.context["draftOrders"], "context.draftOrders")
+    mapped, not_sent = await gather_inputs(rt, agent, req)
     card_uuid = str(uuid.uuid4())
     try:
         p = rt.predict(
             agent,
-            values,
+            mapped.values,
             principal=principal,
             kind="cds-hooks",
             call=hook,
-            hook_instance=req.hookInstance,
+            hook_instance=str(req.hookInstance),
             card_uuid=card_uuid,
         )
     except MissingDataError as exc:
+        why = [n for name in exc.fields for n in mapped.notes.get(name, [])]
+        if not_sent:
+            why.append(f"prefetch not sent, partial or not fetched: {not_sent}")
         return JSONResponse(
             {
-                "error": f"required data missing for {list(exc.fields)}; send them in prefetch "
-                "(templates in discovery) or give fhirServer and fhirAuthorization",
+                "error": f"required data missing for {list(exc.fields)}"
+                + "".join(f"; {w}" for w in why)
+                + "; send them in prefetch (templates in discovery) or give fhirServer and fhirAuthorization",
                 "missing": list(exc.fields),
                 "fields": list(exc.fields),
             },
             status_code=412,
         )
-    return JSONResponse({"cards": [card_for(agent, p, used, base, card_uuid)]})
-
-
-def _missing(agent: Agent, values: dict[str, Any]) -> bool:
-    return any(i.missing == "refuse" and i.name not in values for i in agent.contract.inputs)
+    return JSONResponse({"cards": [card_for(agent, p, mapped.used, base, card_uuid, notes=mapped.notes)]})
 
 
 def cds_router(rt: Runtime) -> APIRouter:
@@ -124,7 +185,7 @@ def cds_router(rt: Runtime) -> APIRouter:
                     "title": a.contract.title,
                     "description": a.contract.description,
                     "id": service_id(a, hook),
-                    "prefetch": prefetch_templates(a.contract),
+                    "prefetch": prefetch_templates(a.contract, code_below=rt.settings.fhir_code_below),
                 }
                 for a in rt.agents.values()
                 for hook in a.contract.hooks
@@ -141,29 +202,33 @@ def cds_router(rt: Runtime) -> APIRouter:
         """Cards for the patient in context (JWT bearer authentication; aud = this URL)."""
         return await call_service(rt, service_id, body, principal_of(request), base_url(rt, request))
 
-    @router.post("/cds-services/{service_id}/feedback", responses=ERRORS)
+    @router.post("/cds-services/{service_id}/feedback", responses=ERRORS, response_model=FeedbackOut)
     def feedback(service_id: str, body: FeedbackRequest, request: Request) -> dict[str, Any]:
         """Store accepted and overridden outcomes, linked to the card in the audit log."""
         agent, hook = resolve(rt, service_id)
         p = principal_of(request)
         for item in body.feedback:
+            # structured fields only: free text (userComment, a reason's display) is never stored,
+            # and a reason code Regent did not offer is stored as 'unlisted', not as sent
             reason = item.overrideReason.reason if item.overrideReason else None
+            code = None
+            if reason is not None and reason.code is not None:
+                code = reason.code if (reason.system, reason.code) in OVERRIDE_CODES else "unlisted"
             rt.record(
                 kind="feedback",
                 call=hook,
                 agent=agent.name,
                 version=agent.version,
-                card_uuid=item.card,
+                card_uuid=str(item.card),
                 outcome=item.outcome,
-                outcome_time=item.outcomeTimestamp,
-                override_reason=reason.get("code") if isinstance(reason, dict) else None,
-                accepted_suggestions=[
-                    s.get("id") for s in item.acceptedSuggestions or [] if isinstance(s, dict)
-                ],
+                override_reason=code,
+                comment_given=bool(item.overrideReason and item.overrideReason.userComment),
+                accepted_suggestions=[str(s.id) for s in item.acceptedSuggestions or []],
                 auth=p.method,
                 issuer=p.issuer,
                 tenant=p.tenant,
                 jti=p.jti,
+                status=200,
             )
         return {}
 

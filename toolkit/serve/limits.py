@@ -1,23 +1,35 @@
-"""ASGI middleware around the whole app: body size limit, request timeout, loopback-only mode
-(``auth: off``) and metrics.  Pure ASGI (no ``BaseHTTPMiddleware``) to keep the hot path short.
+"""ASGI middleware around the whole app: authentication, body size limit, request timeout,
+loopback-only mode with DNS-rebinding protection (``auth: off``), the one handler of
+unexpected errors, metrics, and the audit record of every refused call.  Pure ASGI (no
+``BaseHTTPMiddleware``) to keep the hot path short.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from toolkit.serve.auth import Authenticator, AuthError
+from toolkit.serve.audit import track_audit
+from toolkit.serve.auth import Authenticator, AuthError, Principal
 from toolkit.serve.metrics import Metrics
 
 log = logging.getLogger("regent.serve")
 
 LOOPBACK = ("127.", "::1", "localhost")
+#: Host header values a loopback-only server answers (DNS rebinding: a public name that resolves
+#: to 127.0.0.1 still carries its own name in Host, and a page's Origin names its site)
+_LOCAL_HOST = re.compile(r"(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d{1,5})?")
+_LOCAL_ORIGIN = re.compile(r"https?://(127(\.\d{1,3}){3}|localhost|\[::1\])(:\d{1,5})?")
 
 
 async def _answer(send: Send, status: int, body: dict[str, Any] | None) -> None:
@@ -74,8 +86,12 @@ class Guard:
         timeout: float,
         loopback_only: bool,
         agent_names: frozenset[str],
+        audit: Callable[..., None] | None = None,
+        debug_dir: Path | None = None,
     ) -> None:
         self.app = app
+        self.audit = audit
+        self.debug_dir = debug_dir
         self.agent_names = agent_names
         self.metrics = metrics
         self.auth = auth
@@ -89,7 +105,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        state = {"status": 500, "started": False}
+        state: dict[str, Any] = {"status": 500, "started": False, "reason": None}
+        audited = track_audit()
 
         async def send_wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -97,14 +114,22 @@ class Guard:
                 state["started"] = True
             await send(message)
 
-        client = scope.get("client")
-        if self.loopback_only and not (client and str(client[0]).startswith(LOOPBACK)):
-            await _answer(
-                send_wrapped, 403, {"error": "this server runs with auth off: loopback clients only"}
-            )
-            self._record(scope, state["status"], start)
-            return
+        try:
+            await self._guarded(scope, receive, send_wrapped, state)
+        finally:
+            status = int(state["status"])
+            self._record(scope, status, start)
+            if status >= 400 and not audited[0]:
+                self._audit_refusal(scope, status, state)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> None:
         headers = dict(scope.get("headers") or [])
+        if self.loopback_only:
+            refused = _not_local(scope, headers)
+            if refused is not None:
+                state["reason"] = refused
+                await _answer(send, 403, {"error": "this server runs with auth off: loopback clients only"})
+                return
         needs, keys_ok = protection(scope["method"], scope["path"])
         if needs:
             try:
@@ -116,21 +141,21 @@ class Guard:
                 )
             except AuthError as exc:
                 self.metrics.auth_failures.labels(exc.reason).inc()
-                log.info("authentication refused: %s", exc.reason)  # the reason, never the token
-                await send_wrapped(
+                log.warning("authentication refused: %s", exc.reason)  # the reason, never the token
+                state["reason"] = exc.reason
+                await send(
                     {
                         "type": "http.response.start",
                         "status": 401,
                         "headers": [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")],
                     }
                 )
-                await send_wrapped({"type": "http.response.body", "body": b""})
-                self._record(scope, 401, start)
+                await send({"type": "http.response.body", "body": b""})
                 return
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await _answer(send_wrapped, 413, {"error": "request body too large"})
-            self._record(scope, 413, start)
+            state["reason"] = "body-too-large"
+            await _answer(send, 413, {"error": "request body too large"})
             return
         seen = 0
 
@@ -145,17 +170,69 @@ class Guard:
 
         try:
             with anyio.fail_after(self.timeout):
-                await self.app(scope, receive_limited, send_wrapped)
+                await self.app(scope, receive_limited, send)
         except _TooLarge:
+            state["reason"] = "body-too-large"
             if not state["started"]:
-                await _answer(send_wrapped, 413, {"error": "request body too large"})
+                await _answer(send, 413, {"error": "request body too large"})
         except TimeoutError:
             log.warning("request timed out on route %s", _route(scope))
+            state["reason"] = "timeout"
             if not state["started"]:
-                await _answer(send_wrapped, 504, {"error": "request timed out"})
-        self._record(scope, int(state["status"]), start)
+                await _answer(send, 504, {"error": "request timed out"})
+        except Exception as exc:  # the one place an unexpected error ends: 500 with an id
+            error_id = str(uuid.uuid4())
+            state["reason"], state["error_id"] = type(exc).__name__, error_id
+            # one line, no traceback: the exception's text and frames may hold request data
+            log.error("unexpected %s on route %s (error id %s)", type(exc).__name__, _route(scope), error_id)
+            self._write_traceback(error_id, exc)
+            if not state["started"]:
+                state["status"] = 500
+                await _answer(send, 500, {"error": "internal error", "error_id": error_id})
+
+    def _write_traceback(self, error_id: str, exc: Exception) -> None:
+        if self.debug_dir is None:
+            return
+        try:
+            self.debug_dir.mkdir(parents=True, exist_ok=True)
+            text = "".join(traceback.format_exception(exc))
+            (self.debug_dir / f"{error_id}.txt").write_text(text, encoding="utf-8")
+        except OSError:
+            log.error("could not write the traceback of error %s to debug_dir", error_id)
+
+    def _audit_refusal(self, scope: Scope, status: int, state: dict[str, Any]) -> None:
+        """A refused or failed call's audit record: route, status and reason; no token, no values."""
+        if self.audit is None:
+            return
+        needs, _ = protection(scope["method"], scope["path"])
+        if not needs and status < 500:
+            return  # public reads (discovery, model cards, metrics) are not calls
+        agent, route = self._labels(scope)
+        principal = scope.get(PRINCIPAL)
+        p = principal if isinstance(principal, Principal) else Principal("none")
+        try:
+            self.audit(
+                kind="error" if status >= 500 else "refused",
+                call=route,
+                agent=agent,
+                status=status,
+                reason=state.get("reason"),
+                error_id=state.get("error_id"),
+                auth=p.method,
+                issuer=p.issuer,
+                tenant=p.tenant,
+                jti=p.jti,
+                client=p.subject,
+            )
+        except Exception as exc:  # the answer is sent; an audit failure must still be seen
+            log.error("audit record of a refused call failed (%s)", type(exc).__name__)
 
     def _record(self, scope: Scope, status: int, start: float) -> None:
+        agent, route = self._labels(scope)
+        self.metrics.observe(agent, route, status, time.perf_counter() - start)
+
+    def _labels(self, scope: Scope) -> tuple[str, str]:
+        """(agent, route) labels of a request: from the loaded agents and routes, never the caller."""
         params = scope.get("path_params") or {}
         route = _route(scope)
         agent = str(params.get("agent_id") or params.get("service_id") or "").split("--")[0]
@@ -167,7 +244,21 @@ class Guard:
             agent, route = parts[2], "/agents/{agent_id}/" + "/".join(parts[3:])
         if agent not in self.agent_names:
             agent = "-"  # never a label value chosen by the caller
-        self.metrics.observe(agent, route, status, time.perf_counter() - start)
+        return agent, route
+
+
+def _not_local(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+    """Why a request may not reach a loopback-only server (None: it may)."""
+    client = scope.get("client")
+    if not (client and str(client[0]).startswith(LOOPBACK)):
+        return "not-loopback"
+    host = headers.get(b"host", b"").decode("latin-1")
+    if not _LOCAL_HOST.fullmatch(host):
+        return "host-not-loopback"  # DNS rebinding: a public name pointed at 127.0.0.1
+    origin = headers.get(b"origin")
+    if origin is not None and not _LOCAL_ORIGIN.fullmatch(origin.decode("latin-1")):
+        return "origin-not-loopback"
+    return None
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

@@ -68,8 +68,9 @@ def build_mcp_server(rt: Runtime) -> Server[Any]:
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         entry = tools.get(params.name)
-        if entry is None:
-            return _error(f"unknown tool {params.name!r}; tools: {sorted(tools)}")
+        if entry is None:  # the name came from the caller: not repeated
+            rt.record(kind="mcp", call="unknown-tool", status=404, auth=_principal(ctx).method)
+            return _error(f"unknown tool; tools: {sorted(tools)}")
         agent, op, model, _ = entry
         start = time.perf_counter()
         status = 200
@@ -84,10 +85,23 @@ def build_mcp_server(rt: Runtime) -> Server[Any]:
                 call=params.name,
                 explain=op == "explain",
             )
-        except ValidationError as exc:
+        except ValidationError as exc:  # refused before the model: audited here
             status = 422
+            p0 = _principal(ctx)
+            rt.record(
+                kind="mcp",
+                call=params.name,
+                agent=agent.name,
+                version=agent.version,
+                status=422,
+                auth=p0.method,
+                issuer=p0.issuer,
+                tenant=p0.tenant,
+                jti=p0.jti,
+                client=p0.subject,
+            )
             return _error(validation_message("arguments", exc))
-        except InputValidationError as exc:
+        except InputValidationError as exc:  # audited by rt.predict
             status = 422
             return _error(f"arguments: {exc}")
         finally:

@@ -46,7 +46,7 @@ def rest_router(rt: Runtime) -> APIRouter:
     @router.post("/agents/{agent_id}/{operation}", include_in_schema=False)
     def unknown(agent_id: str, operation: str) -> None:
         rt.agent(agent_id)  # 404 naming the loaded agents
-        raise AgentError(f"unknown operation {operation!r}; use predict or explain")
+        raise AgentError("unknown operation; use predict or explain")
 
     return router
 

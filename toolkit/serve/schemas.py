@@ -3,6 +3,8 @@ OpenAPI and MCP tool schemas), the prediction, and CDS Hooks 2.0 requests and ca
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
@@ -106,8 +108,8 @@ class HookRequest(BaseModel):
     """A CDS Hooks 2.0 service request.  Unknown top-level fields are ignored (forward compatible)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
-    hook: str
-    hookInstance: str = Field(min_length=1)
+    hook: str = Field(max_length=64)
+    hookInstance: uuid.UUID = Field(description="A UUID for this hook call (stored in the audit log).")
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
@@ -132,6 +134,12 @@ class Suggestion(Model):
     isRecommended: bool = False
 
 
+class CodingOut(Model):
+    system: str
+    code: str
+    display: str
+
+
 class Card(Model):
     uuid: str
     summary: str = Field(max_length=139)
@@ -141,6 +149,7 @@ class Card(Model):
     suggestions: list[Suggestion] | None = None
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     links: list[Link] | None = None
+    overrideReasons: list[CodingOut] | None = None
 
 
 class CardsOut(Model):
@@ -159,20 +168,35 @@ class Discovery(Model):
     services: list[Service]
 
 
+class Coding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    system: str | None = None
+    code: str | None = None
+
+
 class OverrideReason(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
-    reason: dict[str, Any] | None = None
-    userComment: str | None = None
+    reason: Coding | None = None
+    userComment: str | None = Field(None, description="Free text: never stored (only its presence).")
+
+
+class AcceptedSuggestion(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    id: uuid.UUID
 
 
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
-    card: str = Field(min_length=1)
+    card: uuid.UUID = Field(description="The uuid of the card the feedback is about.")
     outcome: Literal["accepted", "overridden"]
-    outcomeTimestamp: str
-    acceptedSuggestions: list[dict[str, Any]] | None = None
+    outcomeTimestamp: dt.datetime
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
 
 
 class FeedbackRequest(Model):
-    feedback: list[FeedbackItem] = Field(min_length=1)
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=100)
+
+
+class FeedbackOut(Model):
+    """An empty object: the feedback was recorded."""

@@ -14,7 +14,7 @@ from typing import Any
 from toolkit.agents.fhir import UsedDatum
 from toolkit.agents.load import Agent, Prediction
 from toolkit.errors import AgentError, InputValidationError, MissingDataError
-from toolkit.serve.audit import AuditLog, inputs_digest
+from toolkit.serve.audit import AuditLog, inputs_digest, mark_audited, read_key
 from toolkit.serve.auth import Authenticator, MemoryJtiCache, Principal, SqliteJtiCache
 from toolkit.serve.metrics import Metrics
 from toolkit.serve.settings import Settings
@@ -47,17 +47,22 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
-        audit = AuditLog(settings.audit_path, sync=settings.audit_sync) if settings.audit_path else None
+        audit = None
+        if settings.audit_path is not None:
+            key = read_key(settings.audit_key_file) if settings.audit_key_file is not None else None
+            audit = AuditLog(settings.audit_path, sync=settings.audit_sync, key=key)
         jti = SqliteJtiCache(settings.audit_path) if settings.audit_path is not None else MemoryJtiCache()
         return cls(settings, load_agents(settings.agents_dir), Authenticator(settings, jti), audit, Metrics())
 
     def agent(self, name: str) -> Agent:
         a = self.agents.get(name)
-        if a is None:
-            raise AgentError(f"unknown agent {name!r}; this server has {sorted(self.agents)}")
+        if a is None:  # the name came from the caller: not repeated
+            raise AgentError(f"unknown agent; this server has {sorted(self.agents)}")
         return a
 
     def record(self, **fields: Any) -> None:
+        """Append an audit record and mark the current request as audited."""
+        mark_audited()
         if self.audit is not None:
             self.audit.append(fields)
 
@@ -75,10 +80,11 @@ class Runtime:
     ) -> Prediction:
         """One audited prediction; errors are audited with their status and re-raised."""
         start = time.perf_counter()
-        status, risk = 200, None
+        status, risk, digest = 200, None, None
         try:
             p = agent.explain(inputs) if explain else agent.predict(inputs)
             risk = p.risk
+            digest = inputs_digest(p.inputs)  # the validated values: the same on every route
             return p
         except MissingDataError:
             status = 412
@@ -99,7 +105,7 @@ class Runtime:
                 tenant=principal.tenant,
                 jti=principal.jti,
                 client=principal.subject,
-                inputs_sha256=inputs_digest(inputs),
+                inputs_sha256=digest or inputs_digest(inputs),
                 risk=risk,
                 card_uuid=card_uuid if status == 200 else None,
                 status=status,
@@ -128,25 +134,51 @@ def prediction_dict(p: Prediction) -> dict[str, Any]:
     }
 
 
-def card_for(agent: Agent, p: Prediction, used: list[UsedDatum], base: str, card_uuid: str) -> dict[str, Any]:
+#: the override reasons each card offers (CDS Hooks 2.0 Card.overrideReasons); feedback stores
+#: one of these codes, or 'unlisted', never text sent by the client
+OVERRIDE_SYSTEM = "urn:regent:cds:override-reason"
+OVERRIDE_REASONS = (
+    ("not-relevant", "Not relevant for this patient"),
+    ("already-addressed", "Already addressed"),
+    ("data-incorrect", "The data used are wrong or out of date"),
+    ("patient-declined", "Patient declined"),
+    ("other", "Other reason"),
+)
+OVERRIDE_CODES = {(OVERRIDE_SYSTEM, code) for code, _ in OVERRIDE_REASONS}
+
+
+def card_for(
+    agent: Agent,
+    p: Prediction,
+    used: list[UsedDatum],
+    base: str,
+    card_uuid: str,
+    *,
+    notes: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
     """A CDS Hooks 2.0 card from a prediction: risk and horizon, why, the data used, the evidence."""
     dates = {u.input: u.date for u in used}
     label = {i.name: i.label or i.name for i in agent.contract.inputs}
     specs = {i.name: i for i in agent.contract.inputs}
+    imputed = set(p.imputed)
     lines = ["**Top contributing factors:**"]
     for c in p.contributions:
-        when = f" ({dates[c.input]})" if dates.get(c.input) else ""
-        lines.append(
-            f"- {label.get(c.input, c.input)}: {_shown(c.value, specs.get(c.input))}{when} — {c.direction}"
-        )
+        when = f" ({dates[c.input]})" if dates.get(c.input) and c.input not in imputed else ""
+        shown = _shown(c.value, specs.get(c.input)) + (" (imputed)" if c.input in imputed else "")
+        lines.append(f"- {label.get(c.input, c.input)}: {shown}{when} — {c.direction}")
     lines += ["", "**Data used:**"]
     for u in used:
+        if u.input in imputed:
+            continue
         source = u.resource + (f" {u.code}" if u.code else "")
         if u.code is None and u.resource != "Patient":
             source = f"no {u.resource} found (taken as absent)"
         lines.append(f"- {label.get(u.input, u.input)}: {source}" + (f", {u.date}" if u.date else ""))
-    if p.imputed or p.warnings:
-        lines += ["", "**Data notes:**"] + [f"- {w}" for w in p.warnings]
+    for name in p.imputed:
+        lines.append(f"- {label.get(name, name)}: not available, imputed (see the data notes)")
+    data_notes = [*p.warnings, *(n for ns in (notes or {}).values() for n in ns)]
+    if data_notes:
+        lines += ["", "**Data notes:**"] + [f"- {w}" for w in data_notes]
     card: dict[str, Any] = {
         "uuid": card_uuid,
         "summary": p.summary[:139],
@@ -158,6 +190,9 @@ def card_for(agent: Agent, p: Prediction, used: list[UsedDatum], base: str, card
         },
         "links": [
             {"label": "Model card", "url": f"{base}/agents/{agent.name}/model-card", "type": "absolute"}
+        ],
+        "overrideReasons": [
+            {"system": OVERRIDE_SYSTEM, "code": code, "display": text} for code, text in OVERRIDE_REASONS
         ],
     }
     if p.suggestion:

@@ -97,7 +97,32 @@ class Settings(Frozen):
         default_factory=list,
         description="URL prefixes of FHIR servers the service may fetch missing data from (empty: never).",
     )
-    fhir_timeout_s: float = Field(5.0, gt=0)
+    fhir_timeout_s: float = Field(5.0, gt=0, description="All fetches of one call end by then (then 412).")
+    fhir_max_bytes: int = Field(
+        5_000_000, gt=0, description="Bytes read from the FHIR server per call; more is refused (422)."
+    )
+    fhir_max_pages: int = Field(20, gt=0, description="Pages per search; a longer search is refused (422).")
+    fhir_code_below: bool = Field(
+        False,
+        description="The EHR's FHIR server supports 'code:below' on token searches: wildcard codes "
+        "are searched with it (otherwise every resource of the type for the patient is searched).",
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="A secret key (at least 32 bytes; e.g. 64 hex digits) for the audit log's HMAC: "
+        "without it, anyone who can write the file can append a record that verifies.",
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Request line and headers larger than this are refused (431)."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A client still sending its request headers then is disconnected."
+    )
+    debug_dir: Path | None = Field(
+        None,
+        description="Write the traceback of each unexpected error to <debug_dir>/<error id>.txt "
+        "(tracebacks can hold request data: development only).",
+    )
     demo_dir: Path | None = Field(
         None, description="Enables /demo with synthetic patients from <demo_dir>/<agent>/examples/*.json."
     )
@@ -135,7 +160,14 @@ class Settings(Frozen):
             raw = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
             load_model(cls, Path(file))  # validates, naming the key on error
             base = dict(raw)
-            for key in ("agents_dir", "issuers_file", "audit_path", "demo_dir"):
+            for key in (
+                "agents_dir",
+                "issuers_file",
+                "audit_path",
+                "demo_dir",
+                "audit_key_file",
+                "debug_dir",
+            ):
                 if isinstance(base.get(key), str) and not Path(str(base[key])).is_absolute():
                     base[key] = str(Path(file).parent / str(base[key]))
         env = {
@@ -145,6 +177,7 @@ class Settings(Frozen):
             "issuers_file": os.environ.get("REGENT_ISSUERS_FILE"),
             "audit_path": os.environ.get("REGENT_AUDIT_PATH"),
             "demo_dir": os.environ.get("REGENT_DEMO_DIR"),
+            "audit_key_file": os.environ.get("REGENT_AUDIT_KEY_FILE"),
         }
         base.update({k: v for k, v in env.items() if v})
         base.update({k: v for k, v in overrides.items() if v is not None})
