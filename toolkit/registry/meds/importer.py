@@ -411,7 +411,7 @@ def _insert_concepts(con: duckdb.DuckDBPyConnection, root: Path) -> SourceSummar
     canon = f"CASE WHEN code = '{DEATH}' THEN 'DEATH' ELSE {to_canonical_sql('code')} END"
     parents = (
         "CASE WHEN parent_codes IS NULL OR len(parent_codes) = 0 THEN NULL ELSE "
-        f"to_json(list_transform(parent_codes, x -> {to_canonical_sql('x')}))::VARCHAR END"
+        f"to_json(list_transform(parent_codes, lambda x: {to_canonical_sql('x')}))::VARCHAR END"
         if "parent_codes" in names
         else "NULL::VARCHAR"
     )

@@ -150,8 +150,8 @@ def register(con: duckdb.DuckDBPyConnection, tf: TableFile) -> int:
         quote = "'\"', escape = '\"'" if tf.delimiter == "," else "''"
         names = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(tf.columns)))
         reader = (
-            f"read_csv('{src}', delim = '{tf.delimiter}', quote = {quote}, header = false, "
-            f"skip = {1 if tf.header else 0}, columns = {{{names}}})"
+            f"read_csv('{src}', delim = '{tf.delimiter}', quote = {quote}, header = {str(tf.header).lower()}, "
+            f"columns = {{{names}}})"
         )
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
