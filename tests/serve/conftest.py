@@ -62,3 +62,25 @@ def secure(gbsg2_bundle: Path, keys: Keys, tmp_path_factory: pytest.TempPathFact
     settings = secure_settings(gbsg2_bundle.parent, keys, folder)
     with running(create_app(settings)) as url:
         yield Secure(url, keys, folder / "audit.sqlite", settings)
+
+
+@pytest.fixture(scope="module")
+def variant_bundle(gbsg2_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gbsg2 bundle re-packaged (hashes rewritten, as packaging does) with a wildcard code for
+    hormonal therapy (ATC L02B*: tamoxifen L02BA01 is under it) and an estrogen receptor value
+    that the contract takes as missing (then imputed) when it is not a valid number."""
+    import shutil
+
+    from toolkit.agents.bundle import write_sums
+
+    dst = tmp_path_factory.mktemp("variant") / gbsg2_bundle.name
+    shutil.copytree(gbsg2_bundle, dst)
+    contract = yaml.safe_load((dst / "agent.yaml").read_text())
+    for spec in contract["inputs"]:
+        if spec["name"] == "hormone_therapy":
+            spec["fhir"]["codes"] = ["http://www.whocc.no/atc|L02B*"]
+        if spec["name"] == "estrogen_receptor":
+            spec["invalid"] = "missing"
+    (dst / "agent.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    write_sums(dst)
+    return dst

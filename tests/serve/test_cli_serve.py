@@ -104,9 +104,7 @@ def test_regent_serve_with_two_workers(gbsg2_bundle: Path, tmp_path: Path) -> No
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
-    from toolkit.serve.audit import verify_audit
-
-    from toolkit.serve.audit import read_records
+    from toolkit.serve.audit import read_records, verify_audit
 
     result = verify_audit(tmp_path / "audit.sqlite")
     assert result.ok and result.records == 2 * n + 2

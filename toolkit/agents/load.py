@@ -64,6 +64,10 @@ class _InvalidValue(InputValidationError):
         self.why = why
 
 
+def _plain(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
 
@@ -162,7 +166,7 @@ class Agent:
                 values[spec.name] = spec.missing.impute
                 imputed.append(spec.name)
                 warnings.append(
-                    f"{spec.label or spec.name} {why}; imputed {spec.missing.impute}"
+                    f"{spec.label or spec.name} {why}; imputed {_plain(spec.missing.impute)}"
                     + (f" {spec.unit}" if spec.unit and spec.unit != "a" else "")
                 )
             else:

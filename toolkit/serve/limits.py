@@ -112,15 +112,16 @@ class Guard:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
+                if message["status"] >= 400 and not audited[0]:
+                    # before the answer leaves: a client that reads the log next finds the record
+                    audited[0] = True
+                    self._audit_refusal(scope, int(message["status"]), state)
             await send(message)
 
         try:
             await self._guarded(scope, receive, send_wrapped, state)
         finally:
-            status = int(state["status"])
-            self._record(scope, status, start)
-            if status >= 400 and not audited[0]:
-                self._audit_refusal(scope, status, state)
+            self._record(scope, int(state["status"]), start)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> None:
         headers = dict(scope.get("headers") or [])
