@@ -92,25 +92,29 @@ class Runtime:
         except InputValidationError:
             status = 422
             raise
+        except Exception:
+            status = 0  # unexpected: audited by the error handler, with its error id
+            raise
         finally:
-            self.record(
-                kind=kind,
-                call=call,
-                hook_instance=hook_instance,
-                agent=agent.name,
-                version=agent.version,
-                bundle_sha256=agent.bundle_hash,
-                auth=principal.method,
-                issuer=principal.issuer,
-                tenant=principal.tenant,
-                jti=principal.jti,
-                client=principal.subject,
-                inputs_sha256=digest or inputs_digest(inputs),
-                risk=risk,
-                card_uuid=card_uuid if status == 200 else None,
-                status=status,
-                latency_ms=round(1000 * (time.perf_counter() - start), 3),
-            )
+            if status:
+                self.record(
+                    kind=kind,
+                    call=call,
+                    hook_instance=hook_instance,
+                    agent=agent.name,
+                    version=agent.version,
+                    bundle_sha256=agent.bundle_hash,
+                    auth=principal.method,
+                    issuer=principal.issuer,
+                    tenant=principal.tenant,
+                    jti=principal.jti,
+                    client=principal.subject,
+                    inputs_sha256=digest or inputs_digest(inputs),
+                    risk=risk,
+                    card_uuid=card_uuid if status == 200 else None,
+                    status=status,
+                    latency_ms=round(1000 * (time.perf_counter() - start), 3),
+                )
 
 
 def prediction_dict(p: Prediction) -> dict[str, Any]:
