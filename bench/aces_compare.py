@@ -23,7 +23,7 @@ ACES_VERSION = "0.7.3"
 ACES_CONFIG = """
 predicates:
   hf:
-    code: {regex: "^ICD10:I50"}
+    code: {regex: "^ICD10//I50"}
   death:
     code: MEDS_DEATH
 trigger: hf
@@ -65,11 +65,76 @@ def ensure_aces(cache: Path) -> Path:
     return venv
 
 
+def foreign_config(trigger: str) -> str:
+    """The same task on any MEDS dataset: first ``trigger`` code, no death before, death within 1 year."""
+    return ACES_CONFIG.replace('code: {regex: "^ICD10//I50"}', f"code: {json.dumps(trigger)}")
+
+
+def run_aces(venv: Path, data: Path, config: str, tmp: Path) -> tuple[dict[str, Any], Any]:
+    """ACES in sharded mode on ``data`` (a MEDS data/ folder): its timing and its labels."""
+    import pandas as pd
+
+    cohort_dir = tmp / "aces_cohorts"
+    cohort_dir.mkdir()
+    (cohort_dir / "task.yaml").write_text(config)
+    shards = subprocess.run(
+        [str(venv / "bin" / "expand_shards"), str(data)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    cmd = [
+        str(venv / "bin" / "aces-cli"),
+        "-m",
+        "data=sharded",
+        "data.standard=meds",
+        f"data.root={data}",
+        f"data.shard={shards}",
+        f"cohort_dir={cohort_dir}",
+        "cohort_name=task",
+    ]
+    res = subprocess.run(
+        [sys.executable, "-c", PEAK_WRAPPER, *cmd],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "POLARS_MAX_THREADS": "2"},
+    )
+    aces = json.loads(res.stdout.strip().splitlines()[-1])
+    if aces["rc"] != 0:
+        raise SystemExit(f"ACES failed:\n{res.stderr[-3000:]}")
+    files = sorted(p for p in (cohort_dir / "task").rglob("*.parquet"))
+    labels = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    # ACES writes the MEDS label schema: the label is boolean_value (older versions: label)
+    labels = labels.rename(
+        columns={"subject_id": "person_id", "prediction_time": "index_time", "boolean_value": "label"}
+    )
+    return aces, labels
+
+
+def compare_labels(regent_labels: Path, aces: Any) -> str:
+    import pandas as pd
+
+    r = pd.read_parquet(regent_labels)
+    merged = r.merge(
+        aces[["person_id", "index_time", "label"]],
+        on=["person_id", "index_time"],
+        how="outer",
+        indicator=True,
+    )
+    both = merged[merged["_merge"] == "both"]
+    defined = both[both["label_365d"].notna()]
+    agree = (
+        (defined["label_365d"].astype(int) == defined["label"].astype(int)).mean()
+        if len(defined)
+        else float("nan")
+    )
+    return (
+        f"persons: Regent {len(r):,}, ACES {len(aces):,}, in both {len(both):,}; "
+        f"labels agree on {agree:.4%} of the {len(defined):,} where Regent's label is defined "
+        f"({int(both['label_365d'].isna().sum()):,} censored before 1 year: ACES labels them 0)"
+    )
+
+
 def run_aces_comparison(
     registry: Path, tmp: Path, regent_task_yaml: str, child: Callable[..., dict[str, Any]], regent_child: str
 ) -> None:
-    import pandas as pd
-
     cache = registry.parent
     venv = ensure_aces(cache)
     meds = tmp / "meds"
@@ -85,51 +150,9 @@ def run_aces_comparison(
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     print(f"MEDS export (not timed against either engine): {time.perf_counter() - t0:.1f} s")
-    cohort_dir = tmp / "aces_cohorts"
-    cohort_dir.mkdir()
-    (cohort_dir / "hf_mortality.yaml").write_text(ACES_CONFIG)
-    data = meds / "data"
-    shards = subprocess.run(
-        [str(venv / "bin" / "expand_shards"), str(data)], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    cmd = [
-        str(venv / "bin" / "aces-cli"),
-        "-m",
-        "data=sharded",
-        "data.standard=meds",
-        f"data.root={data}",
-        f"data.shard={shards}",
-        f"cohort_dir={cohort_dir}",
-        "cohort_name=hf_mortality",
-    ]
-    res = subprocess.run(
-        [sys.executable, "-c", PEAK_WRAPPER, *cmd],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "POLARS_MAX_THREADS": "2"},
-    )
-    aces = json.loads(res.stdout.strip().splitlines()[-1])
-    if aces["rc"] != 0:
-        raise SystemExit(f"ACES failed:\n{res.stderr[-3000:]}")
+    aces, labels = run_aces(venv, meds / "data", ACES_CONFIG, tmp)
     regent = child(regent_child, str(registry), regent_task_yaml, str(tmp / "regent_task.parquet"))
     print(f"ACES {ACES_VERSION} (sharded MEDS):  {aces['seconds']:.1f} s, peak {aces['peak_mib']:.0f} MiB")
     print(f"Regent, same task:          {regent['seconds']:.1f} s, peak {regent['peak_mib']:.0f} MiB")
     print(f"  ratio ACES/Regent time: {aces['seconds'] / regent['seconds']:.1f}x")
-    files = sorted(p for p in (cohort_dir / "hf_mortality").rglob("*.parquet"))
-    a = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    # ACES writes the MEDS label schema: the label is boolean_value (older versions: label)
-    a = a.rename(
-        columns={"subject_id": "person_id", "prediction_time": "index_time", "boolean_value": "label"}
-    )
-    r = pd.read_parquet(tmp / "regent_task.parquet")
-    merged = r.merge(
-        a[["person_id", "index_time", "label"]], on=["person_id", "index_time"], how="outer", indicator=True
-    )
-    both = merged[merged["_merge"] == "both"]
-    defined = both[both["label_365d"].notna()]
-    agree = (defined["label_365d"].astype(int) == defined["label"].astype(int)).mean()
-    print(
-        f"  persons: Regent {len(r):,}, ACES {len(a):,}, in both {len(both):,}; "
-        f"labels agree on {agree:.4%} of the {len(defined):,} where Regent's label is defined "
-        f"({int(both['label_365d'].isna().sum()):,} censored before 1 year: ACES labels them 0)"
-    )
+    print("  " + compare_labels(tmp / "regent_task.parquet", labels))

@@ -2,6 +2,7 @@
 
     python bench/cohort.py --persons 1000000            # builds the registry on first use
     python bench/cohort.py --persons 100000 --skip-aces
+    python bench/cohort.py --meds PATH [--trigger CODE]  # a MEDS dataset another tool wrote
 
 Each engine runs in its own child process, so wall time and peak resident memory are its own
 (VmHWM of the child's own address space: ru_maxrss would also count the parent's memory at fork).  Prints the figures and the ratios, and checks that the engines agree:
@@ -11,6 +12,11 @@ Each engine runs in its own child process, so wall time and peak resident memory
 * Regent vs ACES (PyPI ``es-aces``, installed by this script into its own virtual environment,
   never a project dependency) on the closest equivalent task: first heart-failure admission,
   prior-death exclusion, 1-year mortality label; labels compared where both define them.
+
+With ``--meds PATH`` the data is a MEDS dataset Regent did not write (e.g. one made by
+meds-testing-helpers' ``build_sample_MEDS_dataset``): Regent imports it (timed), then Regent and
+ACES run the same task on it (first ``--trigger`` code, default the most frequent timed code; no
+death before; death within one year), ACES on the foreign files themselves.
 """
 
 from __future__ import annotations
@@ -188,6 +194,63 @@ def registry_size(path: Path) -> tuple[int, int]:
     return int(n[0]), int(n[1])
 
 
+IMPORT_CHILD = """
+import json, sys, time
+from toolkit.registry.meds import import_meds
+t0 = time.perf_counter()
+import_meds(sys.argv[1], sys.argv[2])
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": time.perf_counter() - t0, "peak_mib": hwm / 1024}))
+"""
+
+
+def foreign_meds(root: Path, trigger: str | None) -> None:
+    """Import a foreign MEDS dataset, then Regent and ACES on the same task, labels compared."""
+    import duckdb
+    from aces_compare import ACES_VERSION, compare_labels, ensure_aces, foreign_config, run_aces
+
+    data = root / "data"
+    files = f"'{data}/**/*.parquet'"
+    if trigger is None:
+        row = (
+            duckdb.connect()
+            .execute(
+                f"SELECT code, COUNT(*) n FROM read_parquet({files}) WHERE time IS NOT NULL "
+                "AND code NOT IN ('MEDS_BIRTH', 'MEDS_DEATH') GROUP BY code ORDER BY n DESC, code LIMIT 1"
+            )
+            .fetchone()
+        )
+        assert row is not None, "no timed codes"
+        trigger = str(row[0])
+    n = (
+        duckdb.connect()
+        .execute(f"SELECT COUNT(DISTINCT subject_id), COUNT(*) FROM read_parquet({files})")
+        .fetchone()
+    )
+    assert n is not None
+    print(f"MEDS dataset {root}: {n[0]:,} subjects, {n[1]:,} rows; trigger {trigger!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        reg = t / "foreign.duckdb"
+        imp = child(IMPORT_CHILD, str(root), str(reg))
+        print(f"Regent import-meds: {imp['seconds']:.1f} s, peak {imp['peak_mib']:.0f} MiB")
+        task = ACES_TASK_YAML.replace('codes: ["ICD10:I50*"]', f"codes: [{json.dumps(trigger)}]")
+        regent = child(REGENT_CHILD, str(reg), task, str(t / "regent_task.parquet"))
+        venv = ensure_aces(CACHE)
+        aces, labels = run_aces(venv, data, foreign_config(trigger), t)
+        print(
+            f"Regent cohort (DuckDB, 2 threads): {regent['seconds']:.1f} s, peak {regent['peak_mib']:.0f} MiB"
+        )
+        print(
+            f"ACES {ACES_VERSION} (sharded MEDS):       {aces['seconds']:.1f} s, peak {aces['peak_mib']:.0f} MiB"
+        )
+        print(
+            f"  ratio ACES/Regent time: {aces['seconds'] / regent['seconds']:.1f}x "
+            f"(with Regent's import: {aces['seconds'] / (regent['seconds'] + imp['seconds']):.1f}x)"
+        )
+        print("  " + compare_labels(t / "regent_task.parquet", labels))
+
+
 def compare_regent_pandas(a: Path, b: Path) -> str:
     import pandas as pd
 
@@ -206,8 +269,13 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=1_000_000)
     ap.add_argument("--skip-pandas", action="store_true")
     ap.add_argument("--skip-aces", action="store_true")
+    ap.add_argument("--meds", type=Path, help="a MEDS dataset another tool wrote (import + ACES comparison)")
+    ap.add_argument("--trigger", help="--meds: the entry code, as written in the dataset")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.meds is not None:
+        foreign_meds(args.meds, args.trigger)
+        return
     reg = ensure_registry(args.persons)
     n_persons, n_events = registry_size(reg)
     print(f"registry: {n_persons:,} persons, {n_events:,} events ({reg})")

@@ -12,7 +12,6 @@ import pytest
 
 from toolkit.cohort.run import run_cohort
 from toolkit.cohort.spec import cohort_from_dict
-from toolkit.errors import ImportMappingError
 from toolkit.registry import Registry
 from toolkit.registry.check import import_summary
 from toolkit.registry.meds import import_meds
@@ -135,16 +134,25 @@ def test_declared_period_codes_pair_in_order(tmp_path: Path) -> None:
         assert reg.count("events") == 2  # the period codes are not events
 
 
-def test_conflicting_static_values_stop_the_import_naming_the_code(tmp_path: Path) -> None:
+def test_a_static_code_with_several_values_per_subject_becomes_a_counted_flag(tmp_path: Path) -> None:
+    """Several values of one static code (meds-testing-helpers' generator writes such data): the
+    attribute is a flag, and the summary says how many subjects lost their values (never which)."""
     root = _write(
         tmp_path / "m",
-        _table([1, 1, 1], [None, None, "2020-01-01"], ["HEIGHT", "HEIGHT", "HR"], [170.0, 180.0, 70.0]),
+        _table(
+            [1, 1, 2, 1],
+            [None, None, None, "2020-01-01"],
+            ["HEIGHT", "HEIGHT", "HEIGHT", "HR"],
+            [170.0, 180.0, 160.0, 70.0],
+        ),
     )
-    with pytest.raises(
-        ImportMappingError, match="static code HEIGHT: 1 subjects have conflicting values"
-    ) as info:
-        import_meds(root, tmp_path / "r.duckdb")
-    assert "170" not in str(info.value) and "180" not in str(info.value)
+    out = import_meds(root, tmp_path / "r.duckdb")
+    with Registry(out) as reg:
+        assert reg.sql("SELECT height FROM person ORDER BY person_id")["height"].tolist() == [True, True]
+    summary = import_summary(out)
+    assert summary is not None
+    note = summary.facts["static code HEIGHT"]
+    assert note.startswith("1 subjects have several values") and "170" not in note
 
 
 def test_static_flags_and_builtin_clashes(tmp_path: Path) -> None:
@@ -162,3 +170,22 @@ def test_static_flags_and_builtin_clashes(tmp_path: Path) -> None:
         person = reg.sql("SELECT * FROM person ORDER BY person_id")
         assert person["diabetes"].tolist() == [True, False]  # a flag: present or not
         assert person["meds_sex"].tolist()[1] == "X"  # 'sex' is a built-in column: prefixed
+
+
+def test_several_static_codes_of_one_name_become_flags(tmp_path: Path) -> None:
+    """meds-testing-helpers' generator gives subjects several ``static//k`` codes: one flag each."""
+    root = _write(
+        tmp_path / "m",
+        _table(
+            [1, 1, 2, 1, 2],
+            [None, None, None, "2020-01-01", "2020-01-02"],
+            ["static//0", "static//2", "static//2", "HR", "MEDS_DEATH//I21"],
+            [None, None, None, 1.0, None],
+        ),
+    )
+    out = import_meds(root, tmp_path / "r.duckdb")
+    with Registry(out) as reg:
+        person = reg.sql("SELECT person_id, static_0, static_2 FROM person ORDER BY person_id")
+        assert person["static_0"].tolist() == [True, False] and person["static_2"].tolist() == [True, True]
+        death = reg.sql("SELECT code, text_value FROM events WHERE person_id = 2")
+        assert death.values.tolist() == [["DEATH", "I21"]]  # the cause kept where a registry keeps it

@@ -63,9 +63,16 @@ class ImportSummary:
         width = max((len(s.source) for s in self.sources), default=10)
         lines.append(f"  {'source':<{width}}  {'status':<8} {'read':>10} {'written':>10} {'dropped':>8}  to")
         for s in self.sources:
+            if s.status == "skipped":
+                lines.append(
+                    f"  {s.source:<{width}}  {'skipped':<8} {'-':>10} {'-':>10} {'-':>8}  ({s.notes.get('reason', '')})"
+                )
+                continue
+            written = f"{s.rows_written:,}" if s.status == "imported" else "-"
+            dropped = f"{s.rows_dropped:,}" if s.status == "imported" else "-"
             lines.append(
-                f"  {s.source:<{width}}  {s.status:<8} {s.rows_read:>10,} {s.rows_written:>10,} "
-                f"{s.rows_dropped:>8,}  {s.target or ''}".rstrip()
+                f"  {s.source:<{width}}  {s.status:<8} {s.rows_read:>10,} {written:>10} {dropped:>8}  "
+                f"{s.target or ''}".rstrip()
             )
             for reason, n in s.drops.items():
                 lines.append(f"  {'':<{width}}    dropped {n:,}: {reason}")

@@ -53,7 +53,9 @@ from toolkit.registry.meds.common import (
 from toolkit.registry.store import Attribute, RegistryWriter
 
 _REGENT_STATIC = f"(code = '{PERSON}' OR starts_with(code, '{GENDER}') OR starts_with(code, '{SITE}') OR starts_with(code, '{ATTR}'))"
-_MARKERS = f"code IN ('{PERSON}', '{BIRTH}', '{OBS_START}', '{OBS_END}', '{IMAGE}') OR code = '{NOTE}' OR starts_with(code, '{NOTE}//')"
+#: MEDS_BIRTH, or MEDS_BIRTH//<kind> as some tools write it
+_IS_BIRTH = f"(code = '{BIRTH}' OR starts_with(code, '{BIRTH}//'))"
+_MARKERS = f"code IN ('{PERSON}', '{OBS_START}', '{OBS_END}', '{IMAGE}') OR {_IS_BIRTH} OR code = '{NOTE}' OR starts_with(code, '{NOTE}//')"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,17 @@ class StaticCode:
     name: str  # code name before the first '//' (or the whole code)
     attribute: Attribute
     kind: str  # "category" | "float" | "string" | "bool"
+    conflicts: int = 0  # subjects with several values: the attribute fell back to a flag
+
+
+def _where_value(st: StaticCode) -> tuple[str, str]:
+    """The static rows of ``st`` and the value each gives its attribute (SQL)."""
+    name = sql_str(st.name)
+    if st.kind == "category":
+        return f"time IS NULL AND starts_with(code, '{name}//')", f"substr(code, {len(st.name) + 3})"
+    return f"time IS NULL AND code = '{name}'", {"float": "value", "string": "text_value", "bool": "TRUE"}[
+        st.kind
+    ]
 
 
 def _widened(expr: str) -> str:
@@ -119,6 +132,11 @@ def import_meds(
         facts = {"observation periods": rule, "codes": "NS//code written as NS:code; MEDS_DEATH as DEATH"}
         if statics:
             facts["static codes"] = ", ".join(f"{s.name} -> {s.attribute.name} ({s.kind})" for s in statics)
+        for st in statics:
+            if st.conflicts:
+                facts[f"static code {st.name}"] = (
+                    f"{st.conflicts} subjects have several values: imported as a flag, the values are not kept"
+                )
         write_summary(con, ImportSummary("MEDS", tuple(s for s in sources if s is not None), facts))
     return Path(out)
 
@@ -191,39 +209,71 @@ def _identifier(name: str) -> str:
 
 
 def _static_codes(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[StaticCode, ...]:
-    """The foreign static codes (not GENDER//) and the attribute each becomes."""
+    """The foreign static codes (not GENDER//) and the attribute each becomes.
+
+    ``NAME//VALUE`` codes become one category attribute when no subject has two of them; when
+    some subject has several (``static//0`` and ``static//2``), each code becomes a flag.
+    """
+    static = f"time IS NULL AND subject_id IS NOT NULL AND code IS NOT NULL AND NOT {_REGENT_STATIC}"
+    name = "CASE WHEN strpos(code, '//') > 0 THEN split_part(code, '//', 1) ELSE code END"
+    multi = {
+        str(r[0])
+        for r in con.execute(
+            f"SELECT name FROM (SELECT {name} AS name, subject_id, COUNT(DISTINCT code) AS k FROM _meds "
+            f"WHERE {static} AND strpos(code, '//') > 0 GROUP BY ALL) GROUP BY name HAVING MAX(k) > 1"
+        ).fetchall()
+    }
     rows = con.execute(
-        "SELECT CASE WHEN strpos(code, '//') > 0 THEN split_part(code, '//', 1) ELSE code END AS name, "
-        "bool_or(strpos(code, '//') > 0), bool_or(value IS NOT NULL), bool_or(text_value IS NOT NULL), "
-        "list_sort(list_distinct(list(CASE WHEN strpos(code, '//') > 0 THEN substr(code, strpos(code, '//') + 2) END))) "
-        f"FROM _meds WHERE time IS NULL AND subject_id IS NOT NULL AND code IS NOT NULL AND NOT {_REGENT_STATIC} "
-        "GROUP BY name ORDER BY name"
+        f"SELECT CASE WHEN {name} IN ({', '.join(_lit(m) for m in multi) or 'NULL'}) THEN code ELSE {name} END "
+        "AS key, bool_or(strpos(code, '//') > 0), bool_or(value IS NOT NULL), bool_or(text_value IS NOT NULL), "
+        "list_sort(list_distinct(list(CASE WHEN strpos(code, '//') > 0 THEN substr(code, strpos(code, '//') + 2) "
+        f"END))) FROM _meds WHERE {static} GROUP BY key ORDER BY key"
     ).fetchall()
     out: list[StaticCode] = []
     seen: dict[str, str] = {}
-    for name, has_level, has_value, has_text, levels in rows:
-        ident = _identifier(str(name))
+    for key, has_level, has_value, has_text, levels in rows:
+        key = str(key)
+        ident = _identifier(key)
         if ident in seen:
             raise ImportMappingError(
-                f"{root / 'data'}: static codes {seen[ident]!r} and {name!r} both become attribute {ident!r}"
+                f"{root / 'data'}: static codes {seen[ident]!r} and {key!r} both become attribute {ident!r}"
             )
-        seen[ident] = str(name)
-        description = f"MEDS static code {name}"
-        if has_level:
-            attr, kind = (
-                Attribute(
-                    ident, "category", tuple(str(v) for v in levels if v is not None), description=description
-                ),
-                "category",
+        seen[ident] = key
+        description = f"MEDS static code {key}"
+        if has_level and key.split("//", 1)[0] not in multi:
+            attr = Attribute(
+                ident, "category", tuple(str(v) for v in levels if v is not None), description=description
             )
+            kind = "category"
         elif has_value:
             attr, kind = Attribute(ident, "float", description=description), "float"
         elif has_text:
             attr, kind = Attribute(ident, "string", description=description), "string"
         else:
             attr, kind = Attribute(ident, "bool", description=description + " (TRUE where present)"), "bool"
-        out.append(StaticCode(str(name), attr, kind))
+        out.append(_settle(con, StaticCode(key, attr, kind)))
     return tuple(out)
+
+
+def _settle(con: duckdb.DuckDBPyConnection, st: StaticCode) -> StaticCode:
+    """``st``, or a flag when some subject has several values of it (counted in the summary)."""
+    if st.kind == "bool":
+        return st
+    where, value = _where_value(st)
+    row = con.execute(
+        f"SELECT COUNT(*) FROM (SELECT subject_id FROM _meds WHERE subject_id IS NOT NULL AND {where} "
+        f"GROUP BY subject_id HAVING COUNT(DISTINCT {value}) > 1)"
+    ).fetchone()
+    if not row or not row[0]:
+        return st
+    attr = Attribute(
+        st.attribute.name, "bool", description=f"MEDS static code {st.name} (TRUE where present)"
+    )
+    return StaticCode(st.name, attr, "bool", int(row[0]))
+
+
+def _lit(value: str) -> str:
+    return "'" + sql_str(value) + "'"
 
 
 def _invalid_rows(con: duckdb.DuckDBPyConnection) -> SourceSummary | None:
@@ -257,7 +307,7 @@ def _insert_person(
     """One person per subject; with ``marked`` (a Regent export) only subjects with REGENT_PERSON."""
     g, s = len(GENDER) + 1, len(SITE) + 1
     singles = [
-        ("birth (MEDS_BIRTH)", f"code = '{BIRTH}' AND time IS NOT NULL", "time", "CAST(MIN(time) FILTER (WHERE {w}) AS DATE)"),
+        ("birth (MEDS_BIRTH)", f"{_IS_BIRTH} AND time IS NOT NULL", "time", "CAST(MIN(time) FILTER (WHERE {w}) AS DATE)"),
         ("sex (GENDER//)", f"time IS NULL AND starts_with(code, '{GENDER}')", "code", f"MIN(substr(code, {g})) FILTER (WHERE {{w}})"),
         ("site (REGENT_SITE//)", f"time IS NULL AND starts_with(code, '{SITE}')", "code", f"MIN(substr(code, {s})) FILTER (WHERE {{w}})"),
     ]  # fmt: skip
@@ -268,15 +318,7 @@ def _insert_person(
                  f"CAST(MIN(text_value) FILTER (WHERE {{w}}) AS {S.ATTRIBUTE_TYPES[a.dtype]})")
             )  # fmt: skip
     for st in statics:
-        name = sql_str(st.name)
-        if st.kind == "category":
-            where, value = (
-                f"time IS NULL AND starts_with(code, '{name}//')",
-                f"substr(code, {len(st.name) + 3})",
-            )
-        else:
-            where = f"time IS NULL AND code = '{name}'"
-            value = {"float": "value", "string": "text_value", "bool": "TRUE"}[st.kind]
+        where, value = _where_value(st)
         agg = "COUNT(*) FILTER (WHERE {w}) > 0" if st.kind == "bool" else f"MIN({value}) FILTER (WHERE {{w}})"
         singles.append((f"static code {st.name}", where, value, agg))
     items = []
@@ -290,7 +332,7 @@ def _insert_person(
         f"WHERE subject_id IS NOT NULL AND code IS NOT NULL GROUP BY subject_id{having}"
     )
     row = con.execute(
-        f"SELECT COUNT(*) FROM _meds WHERE subject_id IS NOT NULL AND code IS NOT NULL AND (time IS NULL OR code = '{BIRTH}')"
+        f"SELECT COUNT(*) FROM _meds WHERE subject_id IS NOT NULL AND code IS NOT NULL AND (time IS NULL OR {_IS_BIRTH})"
     ).fetchone()
     n = int(row[0]) if row else 0
     persons = con.execute("SELECT COUNT(*) FROM person").fetchone()
@@ -337,7 +379,7 @@ def _insert_periods(
         return SourceSummary(f"{start} / {end}", "observation_period", "imported", n, n)
     con.execute(
         "INSERT INTO observation_period SELECT subject_id, MIN(time), MAX(time) FROM _meds "
-        f"WHERE time IS NOT NULL AND subject_id IS NOT NULL AND code IS NOT NULL AND code <> '{BIRTH}' GROUP BY subject_id"
+        f"WHERE time IS NOT NULL AND subject_id IS NOT NULL AND code IS NOT NULL AND NOT {_IS_BIRTH} GROUP BY subject_id"
     )
     row = con.execute(
         "SELECT COUNT(*) FROM person p ANTI JOIN observation_period o USING (person_id)"
@@ -358,9 +400,12 @@ def _insert_facts(
     markers = _MARKERS
     if period_codes:
         markers += f" OR code IN ('{sql_str(str(period_codes[0]))}', '{sql_str(str(period_codes[1]))}')"
-    code = f"CASE WHEN code = '{DEATH}' THEN 'DEATH' ELSE {to_canonical_sql('code')} END"
+    death = f"(code = '{DEATH}' OR starts_with(code, '{DEATH}//'))"
+    code = f"CASE WHEN {death} THEN 'DEATH' ELSE {to_canonical_sql('code')} END"
+    # MEDS_DEATH//<cause>: the cause goes where a registry keeps it, in text_value
+    text = f"CASE WHEN starts_with(code, '{DEATH}//') THEN COALESCE(text_value, substr(code, {len(DEATH) + 3})) ELSE text_value END"
     con.execute(
-        f"INSERT INTO events SELECT subject_id, time, {code}, value, text_value, unit FROM _meds "
+        f"INSERT INTO events SELECT subject_id, time, {code}, value, {text}, unit FROM _meds "
         f"WHERE {valid} AND NOT ({markers})"
     )
     con.execute(
