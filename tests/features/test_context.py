@@ -187,3 +187,36 @@ def test_generator_phrasings_are_not_the_extractors_triggers() -> None:
         for p in phrases:
             cue = " ".join(p.replace("{x}", " ").lower().split())
             assert cue not in triggers, (status, p)
+
+
+def test_a_chronic_condition_alone_outside_any_section_is_historical() -> None:
+    """A bare list item cut from its problem list (the ConText set's "HYPERTENSION.") is history;
+    the same item under a known header, a non-chronic one, or one with more words is not."""
+    assert target("HYPERTENSION.")["hist"]
+    assert target("2) CORONARY ARTERY DISEASE")["hist"]
+    assert target("TYPE 2 DIABETES.")["hist"]
+    assert not target("PNEUMONIA.")["hist"]
+    assert not target("03) MILD PULMONARY HYPERTENSION.")["hist"]  # not the chronic condition
+    assert not target("Worsening HYPERTENSION.")["hist"]
+    assert not target("HYPERTENSION 401.9")["hist"]
+    text = "ASSESSMENT:\nHYPERTENSION."
+    (m,) = annotate(text, targets=[Target(12, 24)])
+    assert m.section == "assessment_plan" and not m.historical
+    (m,) = annotate("HYPERTENSION.", targets=[Target(0, 12)])
+    assert [(c.source, c.phrase) for c in m.context.cues] == [("list_item", "hypertension")]
+
+
+def test_a_history_named_by_the_target_itself_is_historical() -> None:
+    assert target("PSYCHIATRIC HISTORY.")["hist"]
+
+
+def test_previously_noted_is_a_finding_that_persists_not_history() -> None:
+    assert not target("The scan shows SEPTATED CYSTIC LESIONS, as previously noted on CT.")["hist"]
+    assert target("He had a STROKE previously.")["hist"]
+
+
+def test_recent_ends_a_history_scope() -> None:
+    text = "Past medical history significant for ESRD and recent diagnosis of PE, discharged after AV FISTULA placement."
+    esrd, fistula = text.index("ESRD"), text.index("AV FISTULA")
+    first, second = annotate(text, targets=[Target(esrd, esrd + 4), Target(fistula, fistula + 10)])
+    assert first.historical and not second.historical

@@ -12,7 +12,10 @@ ConText (Harkema et al., J Biomed Inform 2009) decides from *trigger* phrases an
 * *pseudo-triggers* ("history of present illness", "no change") contain a trigger but are not one;
 * a section can set a default ("PAST MEDICAL HISTORY" -> historical): it acts as a trigger at the
   start of each of the section's sentences, so the category's termination terms end it too
-  ("PMH: ... now presents with chest pain" -> chest pain is not historical).
+  ("PMH: ... now presents with chest pain" -> chest pain is not historical);
+* a mention that is its sentence's only content (a list item: "HYPERTENSION.", "2) CAD") outside
+  any known section is historical when it names a chronic condition (the category's ``alone``
+  phrases): such an item was cut from a problem list or past history whose header is not there.
 
 Every attribute is decided on its own: "No history of MI" is negated *and* historical.  Each
 attribute keeps the cue that set it (trigger offsets and scope, or the section), so a reader can see
@@ -42,16 +45,19 @@ ATTRIBUTES = ("negated", "uncertain", "hypothetical", "historical", "experiencer
 CATEGORIES = ("negated", "historical", "hypothetical", "uncertain", "family", "other")
 Experiencer = Literal["patient", "family", "other"]
 _DIRECTIONS = ("forward", "backward", "both")
-_KINDS = (*_DIRECTIONS, "self", "pseudo", "terminate")
+_KINDS = (*_DIRECTIONS, "self", "alone", "pseudo", "terminate")
+# what may stand beside a list item's text: its number ("2)", "04)", "1.") and punctuation
+_LIST_MARK = re.compile(r"\b\d{1,2}[.)]|[\W_]")
 
 
 @dataclass(frozen=True)
 class Cue:
-    """What set an attribute: a trigger (``source="trigger"``, its phrase and offsets) or a section
-    default (``source="section"``, the section name as phrase).  Offsets are in the text passed in."""
+    """What set an attribute: a trigger (``source="trigger"``, its phrase and offsets), a section
+    default (``source="section"``, the section name as phrase) or a list item's own words
+    (``source="list_item"``: an ``alone`` phrase).  Offsets are in the text passed in."""
 
     category: str
-    source: Literal["trigger", "section"]
+    source: Literal["trigger", "section", "list_item"]
     phrase: str
     start: int
     end: int
@@ -117,7 +123,8 @@ def _compile(phrases: Sequence[str], where: str) -> _Phrases:
 @dataclass(frozen=True)
 class ContextRules:
     """Compiled trigger lists: ``phrases[category][kind]`` (kind: forward, backward, both, self --
-    phrases that set the category when they are part of the mention itself, pseudo, terminate) and
+    phrases that set the category when they are part of the mention itself, alone -- the same for a
+    mention alone in its sentence outside any known section, pseudo, terminate) and
     the general termination terms.  ``max_words`` caps a category's scope in words
     (None: to the sentence boundary)."""
 
@@ -255,26 +262,53 @@ def _scopes(
     return out
 
 
+def _alone(sentence: str, span: tuple[int, int]) -> bool:
+    """Whether the mention is all its sentence says (besides a list number and punctuation)."""
+    s, e = span
+    return not _LIST_MARK.sub("", sentence[:s] + " " + sentence[e:]).strip()
+
+
+def _own_cues(
+    sentence: str, span: tuple[int, int], rules: ContextRules, category: str, *, sectioned: bool
+) -> list[Cue]:
+    """Cues from the mention's own words: ``self`` phrases, and ``alone`` phrases (not inside one of
+    the category's pseudo phrases: "pulmonary hypertension" is not "hypertension") when the mention
+    is a list item outside any known section."""
+    s, e = span
+    table = rules.phrases[category]
+    out = [
+        Cue(category, "trigger", p, s + a, s + b, s, e) for a, b, p in table["self"].finditer(sentence[s:e])
+    ]
+    if sectioned or not _alone(sentence, span):
+        return out
+    pseudo = [(a, b) for a, b, _ in table["pseudo"].finditer(sentence[s:e])]
+    for a, b, p in table["alone"].finditer(sentence[s:e]):
+        if not any(a < pe and ps < b for ps, pe in pseudo):
+            out.append(Cue(category, "list_item", p, s + a, s + b, s, e))
+    return out
+
+
 def sentence_cues(
     sentence: str,
     spans: Sequence[tuple[int, int]],
     rules: ContextRules,
     *,
     section_defaults: Sequence[tuple[str, str]] = (),
+    sectioned: bool = True,
 ) -> list[list[Cue]]:
     """The cues covering each mention ``span`` of one sentence (offsets relative to the sentence).
 
     ``section_defaults``: ``(category, section name)`` pairs, each a trigger at the sentence start.
-    A trigger inside another mention is ignored; a negation that starts a mention's own span ("NO
-    KNOWN ALLERGIES" given as the target) covers that mention.
+    ``sectioned``: whether the sentence lies in a known section (``False``: before any header, where
+    a list item's ``alone`` phrases apply).  A trigger inside another mention is ignored; a negation
+    that starts a mention's own span ("NO KNOWN ALLERGIES" given as the target) covers that mention.
     """
     out: list[list[Cue]] = [[] for _ in spans]
     for category in CATEGORIES:
         triggers = _triggers(sentence, rules, category, [])
         defaults = [d for d in section_defaults if d[0] == category]
-        for i, (s, e) in enumerate(spans):
-            for a, b, phrase in rules.phrases[category]["self"].finditer(sentence[s:e]):
-                out[i].append(Cue(category, "trigger", phrase, s + a, s + b, s, e))
+        for i, span in enumerate(spans):
+            out[i] += _own_cues(sentence, span, rules, category, sectioned=sectioned)
         if not triggers and not defaults:
             continue
         stops = _terminations(sentence, rules, category)
@@ -320,9 +354,14 @@ def assess(
     rules: ContextRules | None = None,
     *,
     section_defaults: Sequence[tuple[str, str]] = (),
+    sectioned: bool = True,
 ) -> Context:
     """The context of one mention in one sentence (offsets relative to the sentence)."""
     (cues,) = sentence_cues(
-        sentence, [span], rules or ContextRules.default(), section_defaults=section_defaults
+        sentence,
+        [span],
+        rules or ContextRules.default(),
+        section_defaults=section_defaults,
+        sectioned=sectioned,
     )
     return context_of(cues)

@@ -97,7 +97,7 @@ def _assess(text: str, targets: Sequence[Target], rules: ContextRules) -> list[M
         sentence = text[a:b]
         defaults = [(cat, section) for cat in sec.SECTION_DEFAULTS.get(section, ())]
         local = [(spans[i][0] - a, spans[i][1] - a) for i in members]
-        cues = sentence_cues(sentence, local, rules, section_defaults=defaults)
+        cues = sentence_cues(sentence, local, rules, section_defaults=defaults, sectioned=section != "header")
         for i, found in zip(members, cues, strict=True):
             shifted = tuple(
                 replace(
