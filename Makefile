@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev,spark]"
 	# Flower 1.42 (federated studies) pins older FastAPI/Typer/Rich/protobuf: its own overlay folder
-	$(BIN)/python -m toolkit.privacy.federated.install_flower $(VENV)/flower
+	$(BIN)/python tools/install_flower.py $(VENV)/flower
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

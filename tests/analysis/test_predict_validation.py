@@ -13,8 +13,8 @@ from toolkit.analysis.predict.develop import develop_model, external_split
 from toolkit.analysis.predict.evaluate import optimism_bootstrap
 from toolkit.analysis.predict.models import make_model
 from toolkit.analysis.predict.subgroups import subgroup_metrics
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError
-from toolkit.privacy.disclosure import DisclosurePolicy
 
 H = 365.0
 

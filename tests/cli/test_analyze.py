@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from toolkit.analysis.survival.cif import cumulative_incidence
 from toolkit.analysis.survival.finegray import fine_gray
 from toolkit.cli.analyze import analyze_app
+from toolkit.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.errors import AnalysisError
-from toolkit.privacy.disclosure import COUNT_KEYS, DisclosurePolicy
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "survival"

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from toolkit.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.errors import StudySpecError
-from toolkit.privacy.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.study.spec import (
     Analysis,
     CIFAnalysis,

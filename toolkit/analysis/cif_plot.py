@@ -14,7 +14,7 @@ import numpy as np
 
 from toolkit.analysis.plots import PALETTE, _png
 from toolkit.analysis.survival.cif import CIFResult
-from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.disclosure import DisclosurePolicy
 
 
 def cif_plot(

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from toolkit.analysis.design import is_categorical
-from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.disclosure import DisclosurePolicy
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The per-iteration sufficient statistics come from :func:`logistic_stats` (log-likelihood,
 score ``X'(y - mu)`` and information ``X' W X``).  They are sums over persons, so the
 federated coordinator adds site statistics and reproduces the pooled fit exactly
-(:mod:`toolkit.privacy.federated`).  Validated against statsmodels' ``Logit``.
+(:mod:`toolkit.federated`).  Validated against statsmodels' ``Logit``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 
 from toolkit.analysis.survival.cox import CoxResult
 from toolkit.analysis.survival.km import KMResult
-from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.disclosure import DisclosurePolicy
 
 PALETTE = ("#1f5a96", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085")
 

@@ -102,7 +102,7 @@ def _ties(value: str) -> Any:
 
 
 def _policy(min_cell: int, disclosure: bool) -> Any:
-    from toolkit.privacy.disclosure import DisclosurePolicy
+    from toolkit.disclosure import DisclosurePolicy
 
     if min_cell < 1:
         raise AnalysisError(f"--min-cell must be >= 1; got {min_cell} (use --no-disclosure to turn it off)")
@@ -121,7 +121,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _emit(entry: dict[str, Any], *, as_json: bool, min_cell: int, disclosure: bool) -> None:
-    from toolkit.privacy.disclosure import COUNT_KEYS
+    from toolkit.disclosure import COUNT_KEYS
 
     policy = _policy(min_cell, disclosure)
     released = _json_safe(policy.scrub(entry, COUNT_KEYS))

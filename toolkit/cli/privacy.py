@@ -54,7 +54,7 @@ def federated_run(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a round's replies")] = 300.0,
 ) -> None:
     """Run a study over site registries; writes results.json with the pooled run's schema."""
-    from toolkit.privacy.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
+    from toolkit.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
 
     site_paths = _sites(sites)
     limits = SiteLimits(
@@ -77,7 +77,7 @@ def federated_run(
             )
         results = run.results
     elif transport == "flower":
-        from toolkit.privacy.federated.flower import run_flower
+        from toolkit.federated.flower import run_flower
 
         with err.status("federated run on Flower (SuperLink + SuperNodes on loopback)"):
             results = run_flower(study, site_paths, out=out_dir, options=options, limits=limits)
@@ -100,7 +100,7 @@ def federated_split(
     by: Annotated[str, typer.Option(help="Person column naming the site")] = "site_id",
 ) -> None:
     """Split one registry into one registry per site (demonstrations; real sites hold their own)."""
-    from toolkit.privacy.federated import split_registry
+    from toolkit.federated import split_registry
 
     paths = split_registry(registry, out_dir, by=by)
     out.print(",".join(str(p) for p in paths.values()))
@@ -121,7 +121,7 @@ def federated_node(
     allow_exact: bool = False,
 ) -> None:
     """Start this site's Flower SuperNode next to its registry (the site's limits are set here)."""
-    from toolkit.privacy.federated.flower import runtime_available, runtime_dir
+    from toolkit.federated.flower import runtime_available, runtime_dir
 
     if not runtime_available():
         raise FederatedError(f"the Flower runtime is not installed in {runtime_dir()}; run `make install`")
@@ -161,7 +161,7 @@ def privacy_scan(
     min_cell: Annotated[int, typer.Option(help="Counts 1..min_cell-1 are findings")] = 10,
 ) -> None:
     """Scan a study's outputs (results.json, report, CSVs, model cards) for small counts."""
-    from toolkit.privacy.scan import scan_outputs
+    from toolkit.disclosure.scan import scan_outputs
 
     findings = scan_outputs(folder, min_cell=min_cell)
     for f in findings:

@@ -13,7 +13,7 @@ import jinja2
 import markupsafe
 
 from toolkit.cohort.run import Attrition, consort_html
-from toolkit.privacy.disclosure import DisclosurePolicy
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.study.report_context import report_context
 from toolkit.study.spec import StudySpec
 

@@ -31,10 +31,10 @@ from toolkit.analysis.predict.models import RiskModel
 from toolkit.cohort.compile import compile_cohort
 from toolkit.cohort.run import CohortResult, DuckDBBackend, execute
 from toolkit.cohort.spec import CohortSpec
+from toolkit.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.errors import StudySpecError, ToolkitError
 from toolkit.features.fusion import build_features
 from toolkit.io import atomic_dir, atomic_write_json
-from toolkit.privacy.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.registry.store import Registry
 from toolkit.study.spec import StudySpec, load_study
 from toolkit.study.steps import run_analysis, run_model

@@ -17,8 +17,8 @@ from toolkit.analysis.plots import forest_plot, km_plot
 from toolkit.analysis.predict.models import RiskModel
 from toolkit.analysis.survival.cox import fit_cox
 from toolkit.analysis.survival.km import kaplan_meier
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError, StudySpecError
-from toolkit.privacy.disclosure import DisclosurePolicy
 from toolkit.study import spec as study_spec
 from toolkit.study.spec import (
     AblationAnalysis,

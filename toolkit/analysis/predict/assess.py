@@ -24,8 +24,8 @@ from toolkit.analysis.predict import metrics as mx
 from toolkit.analysis.predict.concordance import harrell_c, uno_c
 from toolkit.analysis.predict.smooth import smoothed_calibration
 from toolkit.analysis.survival.km import km_curve
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError
-from toolkit.privacy.disclosure import DisclosurePolicy
 
 DEFAULT_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 DCA_GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)

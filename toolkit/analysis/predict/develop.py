@@ -29,8 +29,8 @@ from toolkit.analysis.predict.assess import DEFAULT_THRESHOLDS, assess, ibs_time
 from toolkit.analysis.predict.evaluate import cross_validate, optimism_bootstrap
 from toolkit.analysis.predict.models import RiskModel, make_model
 from toolkit.analysis.predict.subgroups import subgroup_metrics
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError
-from toolkit.privacy.disclosure import DisclosurePolicy
 
 _COUNTS = ("n", "events", "n_evaluable")
 

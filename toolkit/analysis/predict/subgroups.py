@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.predict.assess import point_metrics
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError
-from toolkit.privacy.disclosure import DisclosurePolicy
 
 #: metrics whose spread across the levels of a variable is reported as a gap
 GAP_METRICS = (

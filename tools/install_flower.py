@@ -4,7 +4,7 @@
 of Regent runs with.  Installing it into the main environment would downgrade those for every
 other part of Regent, so ``make install`` runs::
 
-    python -m toolkit.privacy.federated.install_flower .venv/flower
+    python tools/install_flower.py .venv/flower
 
 which asks pip which packages flwr needs *in addition to or instead of* what the environment
 already has (a dry run against it), and installs exactly those, without dependencies, into the

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.privacy.disclosure import DisclosurePolicy
-from toolkit.privacy.scan import scan_html, scan_json, scan_markdown, scan_outputs, scan_text
+from toolkit.disclosure import DisclosurePolicy
+from toolkit.disclosure.scan import scan_html, scan_json, scan_markdown, scan_outputs, scan_text
 
-from .conftest import REPO, make_study
+from tests.federated.conftest import REPO, make_study
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
 from toolkit.errors import FederatedError
-from toolkit.privacy.federated.wire import decode, encode
+from toolkit.federated.wire import decode, encode
 
 
 class Transport(Protocol):

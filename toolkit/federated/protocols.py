@@ -21,12 +21,12 @@ from toolkit.analysis.design import is_categorical
 from toolkit.analysis.logistic import INTERCEPT, logistic_result, null_loglik
 from toolkit.analysis.plots import forest_plot
 from toolkit.analysis.survival.cox import CoxResult, CoxStats, cox_terms, newton_steps
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError, FederatedError
-from toolkit.privacy.disclosure import DisclosurePolicy
-from toolkit.privacy.federated.assemble import expand, pooled_cox_stats
-from toolkit.privacy.federated.bins import CutProposal, shared_cuts
-from toolkit.privacy.federated.limits import RunOptions
-from toolkit.privacy.federated.site import MISSING
+from toolkit.federated.assemble import expand, pooled_cox_stats
+from toolkit.federated.bins import CutProposal, shared_cuts
+from toolkit.federated.limits import RunOptions
+from toolkit.federated.site import MISSING
 
 Replies = dict[str, dict[str, Any]]
 AnalysisOutput = tuple[dict[str, Any], dict[str, bytes]]

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.privacy.federated import InProcessTransport, SiteLimits, SiteNode, run_federated
-from toolkit.privacy.federated.wire import decode
+from toolkit.federated import InProcessTransport, SiteLimits, SiteNode, run_federated
+from toolkit.federated.wire import decode
 
 K = 10
 

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from toolkit.analysis.survival.cox import cox_stats, newton_raphson, newton_steps
 from toolkit.errors import FederatedError, SiteRefusal
-from toolkit.privacy.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
-from toolkit.privacy.federated.assemble import pooled_cox_stats
-from toolkit.privacy.federated.bins import assign, base_index, propose_cuts, shared_cuts
-from toolkit.privacy.federated.wire import decode, encode
+from toolkit.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
+from toolkit.federated.assemble import pooled_cox_stats
+from toolkit.federated.bins import assign, base_index, propose_cuts, shared_cuts
+from toolkit.federated.wire import decode, encode
 
 from .conftest import make_study
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from toolkit.privacy.federated import (
+from toolkit.federated import (
     InProcessTransport,
     RunOptions,
     SiteLimits,

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from toolkit.privacy.disclosure import COUNT_KEYS
+from toolkit.disclosure import COUNT_KEYS
 
 #: Keys and column names that hold numbers of persons or events.
 COUNT_NAMES = COUNT_KEYS | frozenset(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.privacy.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
-from toolkit.privacy.federated.flower import FlowerDeployment, runtime_available
+from toolkit.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
+from toolkit.federated.flower import FlowerDeployment, runtime_available
 
 from .conftest import make_study
 from .test_federated_equal import assert_same

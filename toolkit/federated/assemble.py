@@ -3,7 +3,7 @@ as a generator (one yield per round), and pooled pseudo-data from count histogra
 
 Summing site *partial likelihoods* would fit a model stratified by site, not the pooled Cox
 model.  The pooled partial likelihood needs, at every event time, sums over the pooled risk
-set, so sites send per-time pieces (:func:`toolkit.privacy.federated.site._cox_stats`) and
+set, so sites send per-time pieces (:func:`toolkit.federated.site._cox_stats`) and
 :func:`pooled_cox_stats` adds them on the merged time axis, takes reverse cumulative sums
 (risk sets) and applies Efron's or Breslow's formulas — the same arithmetic as
 :func:`toolkit.analysis.survival.cox.cox_stats` on the pooled rows.

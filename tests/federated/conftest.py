@@ -64,7 +64,7 @@ def pooled_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def site_registries(pooled_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from toolkit.privacy.federated import split_registry
+    from toolkit.federated import split_registry
 
     return split_registry(pooled_registry, tmp_path_factory.mktemp("sites"))
 

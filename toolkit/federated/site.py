@@ -2,7 +2,7 @@
 
 The node receives a request holding the study (a declarative spec: no code, no SQL) and a set
 of named operations; it answers each with aggregates after checking its own limits
-(:class:`~toolkit.privacy.federated.limits.SiteLimits`).  Rows never leave: what a reply may
+(:class:`~toolkit.federated.limits.SiteLimits`).  Rows never leave: what a reply may
 hold is listed per operation below and in docs/privacy.md.  A node that will not release an
 aggregate answers ``{"refused": reason}``; the reason names rules and columns, never values.
 """
@@ -22,10 +22,10 @@ import pandas as pd
 
 from toolkit.analysis.design import design_matrix, is_categorical
 from toolkit.analysis.logistic import logistic_stats
+from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import FederatedError, SiteRefusal, ToolkitError
-from toolkit.privacy.disclosure import DisclosurePolicy
-from toolkit.privacy.federated.bins import assign, base_index, propose_cuts
-from toolkit.privacy.federated.limits import SiteLimits
+from toolkit.federated.bins import assign, base_index, propose_cuts
+from toolkit.federated.limits import SiteLimits
 from toolkit.registry.store import Registry
 
 Reply = dict[str, Any]
@@ -141,7 +141,7 @@ class SiteNode:
     # --- entry points ----------------------------------------------------------------------
     def handle_bytes(self, payload: bytes) -> bytes:
         """Answer one wire-encoded request (what every transport calls)."""
-        from toolkit.privacy.federated.wire import decode, encode
+        from toolkit.federated.wire import decode, encode
 
         try:
             request = decode(payload)

@@ -7,7 +7,7 @@ coordinating centre runs the SuperLink; docs/privacy.md shows the commands.
 
 Flower 1.42 pins older versions of FastAPI, Typer, Rich and protobuf than the rest of Regent,
 so it lives in its own overlay folder (``.venv/flower``, installed by ``make install`` with
-:mod:`toolkit.privacy.federated.install_flower`) that is put first on ``PYTHONPATH`` only in
+:mod:`tools.install_flower`) that is put first on ``PYTHONPATH`` only in
 Flower's processes.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import FederatedError, SiteRefusal
-from toolkit.privacy.federated.limits import RunOptions, SiteLimits
+from toolkit.federated.limits import RunOptions, SiteLimits
 
 APP_PYPROJECT = """\
 [build-system]
@@ -61,7 +61,7 @@ value_base_sd = 0.05
 timeout_s = 300.0
 """
 APP_MODULE = """\
-from toolkit.privacy.federated import flower_app
+from toolkit.federated import flower_app
 
 client = flower_app.client
 server = flower_app.server
@@ -131,7 +131,7 @@ class FlowerDeployment:
         if not runtime_available():
             raise FederatedError(
                 f"the Flower runtime is not installed in {runtime_dir()}; run `make install` "
-                "(it installs flwr 1.42 there with python -m toolkit.privacy.federated.install_flower)"
+                "(it installs flwr 1.42 there with python tools/install_flower.py)"
             )
         self.sites = {name: Path(p).resolve() for name, p in sites.items()}
         for name, p in self.sites.items():

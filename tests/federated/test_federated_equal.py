@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from toolkit.privacy.disclosure import COUNT_KEYS, DisclosurePolicy
-from toolkit.privacy.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
-from toolkit.privacy.federated.protocols import NOT_FEDERATED_CONCORDANCE, NOT_FEDERATED_PH
+from toolkit.disclosure import COUNT_KEYS, DisclosurePolicy
+from toolkit.federated import InProcessTransport, RunOptions, SiteLimits, SiteNode, run_federated
+from toolkit.federated.protocols import NOT_FEDERATED_CONCORDANCE, NOT_FEDERATED_PH
 
 FEDERATED_ONLY_NOTES = {NOT_FEDERATED_CONCORDANCE, NOT_FEDERATED_PH}
 NOT_COMPUTED = {"concordance", "ph_test"}  # Cox: need individuals from several sites at once
@@ -85,7 +85,7 @@ def test_exact_logistic_equals_pooled_and_statsmodels(
 ) -> None:  # type: ignore[no-untyped-def]
     import statsmodels.api as sm
 
-    from toolkit.privacy.federated.site import study_data
+    from toolkit.federated.site import study_data
     from toolkit.study.spec import load_study
 
     fed = exact_run.results["analyses"]["logit_1y"]
@@ -147,7 +147,7 @@ def binned_run(fed_study: Path, site_registries: dict[str, Path], tmp_path_facto
 def test_binned_equals_pooled_analysis_on_the_shared_bins(
     binned_run, fed_study: Path, pooled_registry: Path, name: str
 ) -> None:  # type: ignore[no-untyped-def]
-    from toolkit.privacy.federated.site import study_data
+    from toolkit.federated.site import study_data
     from toolkit.study.runner import _clean
     from toolkit.study.spec import load_study
     from toolkit.study.steps import run_analysis

@@ -2,11 +2,11 @@
 
 Imported only inside Flower's processes (``flwr-clientapp`` and ``flwr-serverapp``, started by
 a SuperNode and the SuperLink), where ``flwr`` is importable; the launcher is
-:mod:`toolkit.privacy.federated.flower`.  Each message carries one wire-encoded request or
+:mod:`toolkit.federated.flower`.  Each message carries one wire-encoded request or
 reply (:mod:`.wire`) in a ConfigRecord.
 
 Site settings come from the SuperNode's ``--node-config``: ``site``, ``registry``, ``cache``
-and the :class:`~toolkit.privacy.federated.limits.SiteLimits` fields.  A site's limits are
+and the :class:`~toolkit.federated.limits.SiteLimits` fields.  A site's limits are
 therefore set by whoever starts that site's SuperNode, never by the coordinator.
 """
 
@@ -22,9 +22,9 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from toolkit.errors import FederatedError, ToolkitError
+from toolkit.federated.limits import RunOptions, SiteLimits
+from toolkit.federated.site import SiteNode
 from toolkit.io import atomic_write_json
-from toolkit.privacy.federated.limits import RunOptions, SiteLimits
-from toolkit.privacy.federated.site import SiteNode
 
 KEY = "regent"
 client = ClientApp()
@@ -123,7 +123,7 @@ class FlowerTransport:
 
 @server.main()
 def coordinate(grid: Grid, context: Context) -> None:
-    from toolkit.privacy.federated.coordinator import run_federated
+    from toolkit.federated.coordinator import run_federated
 
     rc: dict[str, Any] = dict(context.run_config)
     status = Path(str(rc["status"]))

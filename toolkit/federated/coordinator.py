@@ -17,11 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from toolkit.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.errors import FederatedError, SiteRefusal, ToolkitError
-from toolkit.io import atomic_dir, atomic_write_json
-from toolkit.privacy.disclosure import COUNT_KEYS, DisclosurePolicy
-from toolkit.privacy.federated.limits import RunOptions
-from toolkit.privacy.federated.protocols import (
+from toolkit.federated.limits import RunOptions
+from toolkit.federated.protocols import (
     Context,
     Protocol,
     cox_protocol,
@@ -30,8 +29,9 @@ from toolkit.privacy.federated.protocols import (
     logistic_protocol,
     table1_protocol,
 )
-from toolkit.privacy.federated.transport import Transport
-from toolkit.privacy.federated.wire import decode, encode
+from toolkit.federated.transport import Transport
+from toolkit.federated.wire import decode, encode
+from toolkit.io import atomic_dir, atomic_write_json
 from toolkit.study import spec as study_spec
 from toolkit.study.spec import StudySpec, Table1Analysis, load_study
 

@@ -6,11 +6,11 @@ site applies before anything leaves it (``SiteLimits``).  docs/privacy.md descri
 protocol and what each message can reveal.
 """
 
-from toolkit.privacy.federated.coordinator import FederatedRun, run_federated
-from toolkit.privacy.federated.limits import RunOptions, SiteLimits
-from toolkit.privacy.federated.site import SiteNode
-from toolkit.privacy.federated.split import split_registry
-from toolkit.privacy.federated.transport import InProcessTransport
+from toolkit.federated.coordinator import FederatedRun, run_federated
+from toolkit.federated.limits import RunOptions, SiteLimits
+from toolkit.federated.site import SiteNode
+from toolkit.federated.split import split_registry
+from toolkit.federated.transport import InProcessTransport
 
 __all__ = [
     "FederatedRun",
