@@ -86,9 +86,7 @@ class _State:
     hessian: np.ndarray
 
 
-def _evaluate(
-    theta: np.ndarray, x: np.ndarray, y: np.ndarray, event: np.ndarray, family: _Family
-) -> _State:
+def _evaluate(theta: np.ndarray, x: np.ndarray, y: np.ndarray, event: np.ndarray, family: _Family) -> _State:
     """Log-likelihood (without the constant ``-sum log t``), gradient and Hessian at ``theta``."""
     beta, tau = theta[:-1], theta[-1]
     sigma = np.exp(tau)
@@ -132,6 +130,11 @@ def _maximise(
         step = _newton_direction(cur)
         decrement = float(cur.gradient @ step)  # twice the predicted gain
         if decrement <= 1e-16 * (1.0 + abs(cur.loglik)):
+            # converged; one last full step costs nothing and, Newton converging quadratically,
+            # leaves the parameters at the maximum to rounding
+            last = fn(theta + step)
+            if np.isfinite(last.loglik) and last.loglik >= cur.loglik - 1e-12 * abs(cur.loglik):
+                return theta + step, last, it
             return theta, cur, it
         for _ in range(60):
             new = fn(theta + step)
@@ -233,7 +236,9 @@ def _design(
         for c, lv in levels.items():
             unseen = int((~frame[c].astype(str).isin(lv)).sum())
             if unseen:
-                raise AnalysisError(f"AFT risk: column {c!r} has {unseen} rows with a level not seen in fitting")
+                raise AnalysisError(
+                    f"AFT risk: column {c!r} has {unseen} rows with a level not seen in fitting"
+                )
     one = np.ones((len(frame), 1))
     if not covariates:
         return one
@@ -264,7 +269,9 @@ def _check_design(names: Sequence[str], x: np.ndarray) -> None:
     if const:
         raise AnalysisError(f"AFT: covariate(s) {const} are constant; remove them")
     if x.shape[1] and np.linalg.matrix_rank(x - x.mean(axis=0)) < x.shape[1]:
-        raise AnalysisError(f"AFT: covariates {list(names)} are collinear (the design matrix is rank deficient)")
+        raise AnalysisError(
+            f"AFT: covariates {list(names)} are collinear (the design matrix is rank deficient)"
+        )
 
 
 def fit_aft(
