@@ -197,6 +197,7 @@ def test_a_chronic_condition_alone_outside_any_section_is_historical() -> None:
     assert target("TYPE 2 DIABETES.")["hist"]
     assert not target("PNEUMONIA.")["hist"]
     assert not target("03) MILD PULMONARY HYPERTENSION.")["hist"]  # not the chronic condition
+    assert not target("2) ST DEPRESSION.")["hist"]
     assert not target("Worsening HYPERTENSION.")["hist"]
     assert not target("HYPERTENSION 401.9")["hist"]
     text = "ASSESSMENT:\nHYPERTENSION."
