@@ -7,8 +7,10 @@ Conventions (documented in docs/analyses.md):
   so the Kaplan-Meier "observed risk" is the net risk of the outcome (the callers record a
   warning when competing events are present).
 * ``G`` is the Kaplan-Meier estimate of the censoring distribution.  A person with the outcome at
-  ``T_i`` is weighted by ``1 / G(T_i-)`` (censorings tied with an event happen after it); a person
-  still event-free at ``t`` by ``1 / G(t)``.  With no ties this is scikit-survival's convention.
+  ``T_i`` is weighted by ``1 / G(T_i-)`` (censorings tied with an event happen after it), as
+  riskRegression (``ipcw(..., lag = 1)``) and Graf et al. (1999); a person still event-free at
+  ``t`` by ``1 / G(t)``.  scikit-survival weights a case by ``1 / G(T_i)``, so the two differ
+  exactly when someone is censored at the time of a case's event (tested on such data).
 * Pseudo-observations (Andersen & Perme 2010) of the Kaplan-Meier risk at ``h``:
   ``n F(h) - (n-1) F_{-i}(h)``; they equal the 0/1 outcome when nobody is censored before ``h``.
 
@@ -204,7 +206,13 @@ def integrated_brier(
     time: np.ndarray, event: np.ndarray, risk_matrix: np.ndarray, times: np.ndarray
 ) -> float:
     """Integrated Brier score over ``times`` (trapezoid rule, divided by the time span), as
-    scikit-survival's ``integrated_brier_score``; ``risk_matrix[i, k]`` = risk of i by ``times[k]``."""
+    scikit-survival's ``integrated_brier_score``; ``risk_matrix[i, k]`` = risk of i by ``times[k]``.
+
+    The interval is ``[times[0], times[-1]]``: give a grid starting at 0 (with the risk at 0,
+    usually 0) for the IBS over [0, tau] (``assess.ibs_times(tau, from_zero=True)``).  Cases are
+    weighted by ``1 / G(T_i-)`` (see the module docstring); scikit-survival's value differs where
+    a censoring coincides with a case's event time.
+    """
     times = np.asarray(times, float)
     if len(times) < 2:
         raise AnalysisError("integrated Brier score: need at least two time points")

@@ -111,8 +111,13 @@ def develop_model(
     external: ExternalSplit | None = None,
     policy: DisclosurePolicy | None = None,
     progress: Callable[[str], object] | None = None,
+    ibs_from_zero: bool = False,
 ) -> tuple[RiskModel, dict[str, Any], dict[str, bytes]]:
-    """Fit, validate and describe one model (see the module docstring)."""
+    """Fit, validate and describe one model (see the module docstring).
+
+    ``ibs_from_zero`` integrates the Brier score over [0, h] instead of [h/10, h] (see
+    :func:`ibs_times`); the results then say so in ``validation.ibs_from_zero``.
+    """
     policy = policy or DisclosurePolicy()
     say = progress or (lambda _m: None)
     dev = ~external.mask if external is not None else np.ones(len(frame), bool)
@@ -140,17 +145,20 @@ def develop_model(
         say(f"fold {fold_no[0]}/{cv_folds}")
         return make()
 
-    cv = cross_validate(make_fold, x, t, e, horizon=horizon, folds=cv_folds, seed=seed)
+    cv = cross_validate(
+        make_fold, x, t, e, horizon=horizon, folds=cv_folds, seed=seed, ibs_from_zero=ibs_from_zero
+    )
     say("final fit")
     fitted = make().fit(x, t, e)
     survival = fitted.task == "survival"
-    grid = ibs_times(horizon)
+    grid = ibs_times(horizon, from_zero=ibs_from_zero)
     apparent, _ = point_metrics(
         t,
         e,
         fitted.predict_risk(x),
         horizon,
         risk_matrix=fitted.predict_risk_at(x, grid) if survival else None,
+        ibs_from_zero=ibs_from_zero,
     )
     oof = assess(
         t,
@@ -162,6 +170,7 @@ def develop_model(
         seed=seed,
         thresholds=thresholds,
         policy=policy,
+        ibs_from_zero=ibs_from_zero,
     )
     metrics: dict[str, float] = {
         **cv.summary,
@@ -180,7 +189,14 @@ def develop_model(
     if subgroups:
         say("subgroups")
         sub, gaps = subgroup_metrics(
-            d[list(subgroups)], t, e, cv.oof_risk, horizon, policy=policy, risk_matrix=cv.oof_risk_matrix
+            d[list(subgroups)],
+            t,
+            e,
+            cv.oof_risk,
+            horizon,
+            policy=policy,
+            risk_matrix=cv.oof_risk_matrix,
+            ibs_from_zero=ibs_from_zero,
         )
         metrics.update(gaps)
     plots = {
@@ -212,6 +228,8 @@ def develop_model(
         **oof.to_dict(),
         "importance": fitted.importance(x),
     }
+    if ibs_from_zero:  # absent by default, so existing results.json files are unchanged
+        res["validation"]["ibs_from_zero"] = True
     res["warnings"] = list(dict.fromkeys(warnings))
     if sub is not None:
         res["subgroups"] = sub
@@ -235,6 +253,7 @@ def develop_model(
             thresholds,
             policy,
             name,
+            ibs_from_zero,
         )
         res["external"] = ext_res
         metrics.update(ext_metrics)
@@ -256,12 +275,14 @@ def _external(
     thresholds: Sequence[float],
     policy: DisclosurePolicy,
     name: str,
+    ibs_from_zero: bool = False,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, bytes]]:
     x = ext[list(features)]
     t = ext["time"].to_numpy(float)
     e = ext["event"].astype(int).to_numpy()
     risk = fitted.predict_risk(x)
-    matrix = fitted.predict_risk_at(x, ibs_times(horizon)) if fitted.task == "survival" else None
+    grid = ibs_times(horizon, from_zero=ibs_from_zero)
+    matrix = fitted.predict_risk_at(x, grid) if fitted.task == "survival" else None
     a = assess(
         t,
         e,
@@ -272,6 +293,7 @@ def _external(
         seed=seed,
         thresholds=thresholds,
         policy=policy,
+        ibs_from_zero=ibs_from_zero,
     )
     metrics = _prefixed("external_", a.metrics)
     warnings = list(a.warnings)

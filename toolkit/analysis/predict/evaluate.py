@@ -94,6 +94,7 @@ def cross_validate(
     horizon: float,
     folds: int = 5,
     seed: int = 0,
+    ibs_from_zero: bool = False,
 ) -> CVResult:
     """k-fold CV stratified by event: per-fold metrics, their mean with a t-interval, and the
     pooled out-of-fold predictions (the summary's ``oof_*`` keys are computed on those)."""
@@ -102,7 +103,7 @@ def cross_validate(
     if (event == 1).sum() < folds:
         raise AnalysisError(f"cross-validation: fewer outcome events than the {folds} folds")
     oof = np.full(len(time), np.nan)
-    grid = ibs_times(horizon)
+    grid = ibs_times(horizon, from_zero=ibs_from_zero)
     matrix: np.ndarray | None = None
     results = []
     notes: list[str] = []
@@ -129,7 +130,7 @@ def cross_validate(
             summary[f"{key}_sd"] = float(vals.std(ddof=1))
             summary[f"{key}_lower"] = float(vals.mean() - half)
             summary[f"{key}_upper"] = float(vals.mean() + half)
-    pooled, w = point_metrics(time, event, oof, horizon, risk_matrix=matrix)
+    pooled, w = point_metrics(time, event, oof, horizon, risk_matrix=matrix, ibs_from_zero=ibs_from_zero)
     summary.update({f"oof_{k}": v for k, v in pooled.items() if k not in ("n", "events", "n_evaluable")})
     return CVResult(tuple(results), oof, summary, matrix, tuple(dict.fromkeys([*notes, *w])))
 

@@ -43,6 +43,7 @@ def subgroup_metrics(
     policy: DisclosurePolicy,
     risk_matrix: np.ndarray | None = None,
     variables: Sequence[str] | None = None,
+    ibs_from_zero: bool = False,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """``({"variables": {var: [cells]}, "gaps": [...]}, {"subgroup_gap_<metric>": largest gap})``."""
     variables = list(groups.columns) if variables is None else list(variables)
@@ -68,6 +69,7 @@ def subgroup_metrics(
                 risk[sel],
                 horizon,
                 risk_matrix=None if risk_matrix is None else risk_matrix[sel],
+                ibs_from_zero=ibs_from_zero,
             )
             metrics = {k: v for k, v in m.items() if k not in ("n", "events", "n_evaluable")}
             cells.append(
