@@ -8,9 +8,9 @@ Conventions (documented in docs/analyses.md):
   warning when competing events are present).
 * ``G`` is the Kaplan-Meier estimate of the censoring distribution.  A person with the outcome at
   ``T_i`` is weighted by ``1 / G(T_i-)`` (censorings tied with an event happen after it), as
-  riskRegression (``ipcw(..., lag = 1)``) and Graf et al. (1999); a person still event-free at
-  ``t`` by ``1 / G(t)``.  scikit-survival weights a case by ``1 / G(T_i)``, so the two differ
-  exactly when someone is censored at the time of a case's event (tested on such data).
+  riskRegression (``ipcw(..., lag = 1)``) and pec (Gerds & Schumacher 2006); a person still
+  event-free at ``t`` by ``1 / G(t)``.  scikit-survival weights a case by ``1 / G(T_i)``, so the
+  two differ exactly when someone is censored at the time of a case's event (tested on such data).
 * Pseudo-observations (Andersen & Perme 2010) of the Kaplan-Meier risk at ``h``:
   ``n F(h) - (n-1) F_{-i}(h)``; they equal the 0/1 outcome when nobody is censored before ``h``.
 
