@@ -14,8 +14,8 @@
 # only (no jsonlite): the small JSON writer is the one of make_survival_reference.R.
 #
 # survreg is run with survreg.control(rel.tolerance = 1e-13, maxiter = 200): its default stopping
-# rule (relative change in the log-likelihood below 1e-9) can stop a few 1e-7 short of the
-# maximum, and these values are compared at ~1e-8 relative.
+# rule (relative change in the log-likelihood below 1e-9) stops up to 1.2e-8 relative short of the
+# maximum in a coefficient (veteran, log-logistic), and these values are compared at 1e-10.
 #
 # Conventions shared with Regent: text columns are factors with levels in C (code-point)
 # order, so R's reference level is Regent's; Regent names an indicator "column=level".
