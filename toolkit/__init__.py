@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "Agent": "toolkit.agents.load",
     "Prediction": "toolkit.agents.load",
     "table1": "toolkit.analysis.describe",
+    "fit_aft": "toolkit.analysis.survival.aft",
     "cumulative_incidence": "toolkit.analysis.survival.cif",
     "fit_cox": "toolkit.analysis.survival.cox",
     "fine_gray": "toolkit.analysis.survival.finegray",
