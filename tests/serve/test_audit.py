@@ -153,3 +153,106 @@ def test_audit_show_prints_json_lines(secure: Secure) -> None:
     assert len([json.loads(line)["seq"] for line in out.output.splitlines()]) == 2
     bad = _regent("audit", "verify", str(secure.audit.parent / "missing" / "x.sqlite"))
     assert isinstance(bad.exception, AuditError) and "not found" in str(bad.exception)
+
+
+def _forge_append(path: Path, body: dict, *, mac: str | None = None) -> None:
+    """What someone with write access to the file (and no key) can do: append a record whose
+    hash is recomputed, so the plain chain still verifies."""
+    import hashlib
+
+    from toolkit.serve.audit import canonical
+
+    db = sqlite3.connect(path)
+    seq, prev = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    rec = {**body, "seq": seq + 1}
+    text = canonical(rec)
+    digest = hashlib.sha256((prev + text).encode()).hexdigest()
+    db.execute(
+        "INSERT INTO audit (seq, time, kind, card_uuid, body, prev_hash, hash, mac) VALUES (?,?,?,?,?,?,?,?)",
+        (seq + 1, rec["time"], rec["kind"], rec.get("card_uuid"), text, prev, digest, mac),
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_forged_appended_record_fails_verification_with_the_key(tmp_path: Path) -> None:
+    key = tmp_path / "audit.key"
+    key.write_text("ab" * 32)
+    from toolkit.serve.audit import read_key
+
+    log = AuditLog(tmp_path / "a.sqlite", key=read_key(key))
+    for i in range(3):
+        log.append({"kind": "rest", "status": 200, "i": i})
+    log.close()
+    head = verify_audit(tmp_path / "a.sqlite").head
+    forged = {"kind": "cds-hooks", "time": "2026-11-28T10:00:00+00:00", "card_uuid": None, "risk": 0.01}
+    _forge_append(tmp_path / "a.sqlite", forged, mac="0" * 64)
+    assert verify_audit(tmp_path / "a.sqlite", anchor=head).ok  # hash chain and anchor alone pass ...
+    result = verify_audit(tmp_path / "a.sqlite", anchor=head, key=read_key(key))
+    assert not result.ok and any("record 4: MAC" in p for p in result.problems)  # ... the MAC does not
+    cli = _regent("audit", "verify", str(tmp_path / "a.sqlite"), "--key", str(key))
+    assert cli.exit_code == 1 and "record 4" in cli.output
+    plain = _regent("audit", "verify", str(tmp_path / "a.sqlite"))
+    assert plain.exit_code == 0 and "MACs NOT checked" in plain.output
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE audit SET kind = 'feedback' WHERE seq = 2",
+        "UPDATE audit SET time = '2020-01-01T00:00:00+00:00' WHERE seq = 2",
+        "UPDATE audit SET card_uuid = 'x' WHERE seq = 2",
+    ],
+)
+def test_every_column_is_under_the_hash(tmp_path: Path, sql: str) -> None:
+    log = AuditLog(tmp_path / "a.sqlite")
+    for i in range(3):
+        log.append({"kind": "cds-hooks", "card_uuid": f"c{i}", "i": i})
+    log.close()
+    assert verify_audit(tmp_path / "a.sqlite").ok
+    _tamper(tmp_path / "a.sqlite", sql)
+    problems = verify_audit(tmp_path / "a.sqlite").problems
+    assert any(p.startswith("record 2: column") for p in problems), problems
+
+
+def test_feedback_free_text_and_unoffered_codes_are_not_stored(secure: Secure) -> None:
+    aud = secure.url + SERVICE
+    card = httpx.post(aud, json=hook_request(), headers=secure.keys.bearer(aud)).json()["cards"][0]
+    fb_url = aud + "/feedback"
+    item = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": "1948-03-02",
+        "overrideReason": {
+            "reason": {
+                "system": "http://ehr.example.org",
+                "code": "MRN-77120934",
+                "display": "born 1948-03-02",
+            },
+            "userComment": "Pt MRN 77120934, DOB 1948-03-02, already on therapy",
+        },
+    }
+    ok = httpx.post(fb_url, json={"feedback": [item]}, headers=secure.keys.bearer(fb_url))
+    assert ok.status_code == 200, ok.text
+    (record,) = read_records(secure.audit, last=1)
+    assert record["kind"] == "feedback" and record["override_reason"] == "unlisted"
+    assert record["comment_given"] is True
+    text = secure.audit.read_bytes().decode("latin-1")
+    assert "77120934" not in text and "1948-03-02" not in text
+    for bad in ({**item, "card": "MRN-77120934"}, {**item, "acceptedSuggestions": [{"id": "MRN-1"}]}):
+        reply = httpx.post(fb_url, json={"feedback": [bad]}, headers=secure.keys.bearer(fb_url))
+        assert reply.status_code == 422 and "77120934" not in reply.text
+    (refused,) = read_records(secure.audit, last=1)
+    assert refused["kind"] == "refused" and refused["status"] == 422
+
+
+def test_refused_calls_are_audited_without_the_token(secure: Secure) -> None:
+    aud = secure.url + SERVICE
+    token = "eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl"
+    assert (
+        httpx.post(aud, json=hook_request(), headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    )
+    (rec,) = read_records(secure.audit, last=1)
+    assert rec["kind"] == "refused" and rec["status"] == 401 and rec["reason"] == "unknown-issuer"
+    assert rec["agent"] == "gbsg2-recurrence" and rec["auth"] == "none" and rec["jti"] is None
+    assert token not in secure.audit.read_bytes().decode("latin-1")

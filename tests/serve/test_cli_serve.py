@@ -111,3 +111,9 @@ def test_regent_serve_with_two_workers(gbsg2_bundle: Path, tmp_path: Path) -> No
     refused = [r for r in read_records(tmp_path / "audit.sqlite") if r["kind"] == "refused"]
     # the call without a token and the n replays, each with its reason and no token
     assert sorted({r["reason"] for r in refused}) == ["no-token", "replayed-jti"] and len(refused) == n + 1
+    # refused tokens are logged by 'regent serve' (its logging config), with the reason only
+    log_text = (tmp_path / "serve.log").read_text()
+    assert (
+        "authentication refused: no-token" in log_text and "authentication refused: replayed-jti" in log_text
+    )
+    assert headers["Authorization"].split()[1] not in log_text and "Traceback" not in log_text

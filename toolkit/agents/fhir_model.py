@@ -115,7 +115,8 @@ def parse_resource(obj: Any, where: str) -> Any:
         return model.model_validate(obj)
     except ValidationError as exc:
         raise structure_error(where, exc) from None
-    except (RecursionError, ValueError, TypeError, OverflowError):
+    except Exception:  # the model library's own failures on odd input (KeyError on a nested
+        # resourceType, RecursionError ...): still a malformed resource, never a 500
         raise InputValidationError(f"{where}: not a valid FHIR {kind}", fields=(where,)) from None
 
 

@@ -32,6 +32,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown service."},
     412: {"model": ErrorOut, "description": "Required data missing: 'missing' names the inputs."},
     422: {"model": ErrorOut, "description": "Malformed request or FHIR data: names the field."},
+    413: {"model": ErrorOut, "description": "Request body over max_body_bytes."},
+    500: {"model": ErrorOut, "description": "Unexpected error: 'error_id' names the log line."},
+    504: {"model": ErrorOut, "description": "Request still running after request_timeout_s."},
 }
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from toolkit.agents.load import Agent
 from toolkit.errors import AgentError
 from toolkit.serve.cds_hooks import ERRORS, principal_of
-from toolkit.serve.schemas import PredictionOut, request_model
+from toolkit.serve.schemas import ErrorOut, PredictionOut, request_model
 from toolkit.serve.service import Runtime, prediction_dict
 
 REST_ERRORS = {k: v for k, v in ERRORS.items() if k != 412}
@@ -33,9 +33,12 @@ def rest_router(rt: Runtime) -> APIRouter:
         a = rt.agent(agent_id)
         return {"manifest": a.manifest, "model_card": _card(a)}
 
-    @router.get(
-        "/agents/{agent_id}/model-card", response_class=PlainTextResponse, responses={404: ERRORS[404]}
-    )
+    json_404 = {
+        "description": "Unknown agent.",
+        "content": {"application/json": {"schema": ErrorOut.model_json_schema()}},
+    }
+
+    @router.get("/agents/{agent_id}/model-card", response_class=PlainTextResponse, responses={404: json_404})
     def model_card(agent_id: str) -> PlainTextResponse:
         """The model card as Markdown (linked from every CDS card's source)."""
         return PlainTextResponse(_card(rt.agent(agent_id)), media_type="text/markdown; charset=utf-8")

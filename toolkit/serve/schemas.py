@@ -92,6 +92,7 @@ class ErrorOut(Model):
     error: str
     fields: list[str] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)
+    error_id: str | None = Field(None, description="On a 500: the id of the log line (and debug file).")
 
 
 # --- CDS Hooks 2.0 -------------------------------------------------------------------------------
