@@ -23,7 +23,7 @@ from toolkit.errors import AgentError
 from toolkit.serve.auth import Principal
 from toolkit.serve.cds_hooks import base_url, call_service
 from toolkit.serve.schemas import HookRequest, Model
-from toolkit.serve.service import Runtime
+from toolkit.serve.service import OVERRIDE_CODES, OVERRIDE_SYSTEM, Runtime
 
 DEMO = Principal("none", subject="demo")
 
@@ -35,7 +35,7 @@ class DemoCall(Model):
 
 class DemoFeedback(Model):
     agent: str = Field(pattern=r"^[a-z0-9-]+$")
-    card: str = Field(min_length=1, max_length=64)
+    card: uuid.UUID
     outcome: Literal["accepted", "overridden"]
     reason: str | None = Field(None, max_length=64)
 
@@ -132,12 +132,17 @@ def demo_router(rt: Runtime, demo_dir: Path) -> APIRouter:
             call="patient-view",
             agent=agent.name,
             version=agent.version,
-            card_uuid=body.card,
+            card_uuid=str(body.card),
             outcome=body.outcome,
-            override_reason=body.reason,
+            # a code the card offered, else 'unlisted': never text as sent
+            override_reason=None
+            if body.reason is None
+            else body.reason
+            if (OVERRIDE_SYSTEM, body.reason) in OVERRIDE_CODES
+            else "unlisted",
             auth=DEMO.method,
             client=DEMO.subject,
         )
-        return {"recorded": body.outcome, "card": body.card}
+        return {"recorded": body.outcome, "card": str(body.card)}
 
     return router
