@@ -293,3 +293,28 @@ def test_fetched_answers_are_read_up_to_a_byte_limit(gbsg2_bundle: Path) -> None
         with running(create_app(settings)) as url:
             reply = httpx.post(url + SERVICE, json=_fetching(f"{fhir}/fhir"), timeout=30)
     assert reply.status_code == 422 and "fhir_max_bytes" in reply.json()["error"]
+
+
+def test_a_slow_fhir_server_ends_at_fhir_timeout_with_a_412(gbsg2_bundle: Path) -> None:
+    import asyncio
+
+    slow = FastAPI()
+
+    @slow.get("/fhir/{path:path}")
+    async def answer(path: str) -> dict[str, Any]:
+        await asyncio.sleep(5)
+        return {}
+
+    with running(slow) as fhir:
+        settings = Settings(
+            agents_dir=gbsg2_bundle.parent, auth="off", fhir_servers=[f"{fhir}/fhir"], fhir_timeout_s=0.5
+        )
+        with running(create_app(settings)) as url:
+            reply = httpx.post(url + SERVICE, json=_fetching(f"{fhir}/fhir"), timeout=30)
+    assert reply.status_code == 412 and "tumor_size" in reply.json()["missing"]
+
+
+def test_errors_do_not_repeat_names_the_caller_chose(server: str) -> None:
+    for path in ("/agents/mrn-77120934/predict", "/cds-services/gbsg2-recurrence--mrn-77120934"):
+        reply = httpx.post(server + path, json=hook_request())
+        assert 400 <= reply.status_code < 500 and "77120934" not in reply.text, reply.text
