@@ -49,7 +49,7 @@ def text_pseudonym(key: bytes, value: str, *, prefix: str = "P") -> str:
     return prefix + _digest(key, "text", value)[:6].hex().upper()
 
 
-def date_shift_days(key: bytes, person_id: int, *, max_days: int = 365) -> int:
+def date_shift_days(key: bytes, person_id: int | str, *, max_days: int = 365) -> int:
     """The person's shift: a non-zero number of days in [-max_days, max_days]."""
     n = int.from_bytes(_digest(key, "shift", str(person_id))[:4], "big") % (2 * max_days)
     return n - max_days if n < max_days else n - max_days + 1

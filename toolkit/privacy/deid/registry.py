@@ -30,9 +30,11 @@ from pydantic import Field
 
 from toolkit.errors import DeidentificationError
 from toolkit.io import atomic_write_json
+from toolkit.privacy.deid.corpus import Note
 from toolkit.privacy.deid.dicom import deidentify_dicom
+from toolkit.privacy.deid.engine import NoteDeidentifier
 from toolkit.privacy.deid.keys import date_shift_days, load_or_create_key, pseudonym, text_pseudonym
-from toolkit.privacy.deid.text import scrub_text
+from toolkit.privacy.deid.notes import deidentify_notes
 from toolkit.registry import schema as S
 from toolkit.registry.store import Attribute, Registry, RegistryData, write_registry
 from toolkit.specs import Frozen, parse_model, read_yaml
@@ -55,6 +57,11 @@ class DeidConfig(Frozen):
     k: int = Field(5, ge=2)
     l_diversity: int = Field(2, ge=2, alias="l")
     names_file: str | None = Field(None, description="Known names to remove from notes, one per line.")
+    notes: str = Field(
+        "mask",
+        pattern="^(mask|surrogate)$",
+        description="Identifiers in notes: typed masks ([NAME]; dates shifted) or consistent surrogates.",
+    )
 
     @staticmethod
     def load(path: Path | str) -> DeidConfig:
@@ -217,14 +224,22 @@ def deidentify_registry(
     found: Counter[str] = Counter()
     new_notes = None
     if notes is not None:
-        texts: list[Any] = []
-        for pid, text in zip(notes[S.PERSON_ID], notes["text"], strict=True):
-            if text is None or (isinstance(text, float) and np.isnan(text)):
-                texts.append(text)
-                continue
-            clean, spans = scrub_text(str(text), shift_days=shift_of.get(int(pid)), names=names)
-            found.update(sp.kind for sp in spans)
-            texts.append(clean)
+        texts: list[Any] = list(notes["text"])
+        rows = [
+            Note(str(i), str(text), str(int(pid)))
+            for i, (pid, text) in enumerate(zip(notes[S.PERSON_ID], texts, strict=True))
+            if not (text is None or (isinstance(text, float) and np.isnan(text)))
+        ]
+        cleaned = deidentify_notes(
+            rows,
+            mode=cfg.notes,
+            key=key,
+            engine=NoteDeidentifier(names=names),
+            shift_of=lambda person: shift_of[int(person)],
+        )
+        for c in cleaned:  # each person's notes are read together (see toolkit.privacy.deid.engine)
+            found.update(sp.kind for sp in c.spans)
+            texts[int(c.note_id)] = c.text
         new_notes = remap(notes.assign(text=texts), (S.TIME,))
 
     tmp_images = target.with_name(f".{target.stem}.images.tmp-{uuid.uuid4().hex[:8]}")
