@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
+from tests.study.test_results_unchanged import assert_unchanged
 from toolkit.agents.bundle import verify_bundle
 from toolkit.cli.demo import run_demo
 
@@ -31,3 +33,5 @@ def test_main_job(tmp_path: Path, data_dir: Path) -> None:
     assert any("mlflow ui" in line for line in lines)
     # the FHIR request and the JSON patient describe the same person: same risk
     assert str(out["prediction"].summary) == card["summary"]  # type: ignore[attr-defined,index]
+    # the flagship's results are what the engine wrote before it became typed stages
+    assert_unchanged("hf_mortality", json.loads((tmp_path / "out" / "results.json").read_text()))

@@ -110,7 +110,7 @@ def test_batch_scoring_parquet(gbsg2_bundle: Path, tmp_path: Path) -> None:
 
 def test_failing_gate_is_refused_with_the_shortfall(gbsg2_run) -> None:  # type: ignore[no-untyped-def]
     run, _, _ = gbsg2_run
-    lower = run.results["models"]["cox_5y"]["metrics"]["c_harrell_lower"]
+    lower = run.results.model("cox_5y").metrics["c_harrell_lower"]
     with pytest.raises(
         GateError, match=r"gate c_index_lower_min failed: value .* vs required 0.9 \(short by"
     ):

@@ -23,7 +23,7 @@ from sksurv.util import Surv
 
 from toolkit.analysis.predict import censored as cz
 from toolkit.analysis.predict.assess import ibs_times, point_metrics
-from toolkit.analysis.predict.develop import develop_model
+from toolkit.analysis.predict.develop import ModelPlan, develop_model
 from toolkit.errors import AnalysisError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "survival"
@@ -228,14 +228,16 @@ def test_develop_model_ibs_from_zero_changes_only_the_ibs(rng: np.random.Generat
     runs = [
         develop_model(
             frame,
-            name="m",
-            kind="cox",
-            features=["x"],
-            horizon=365.0,
-            cv_folds=3,
-            bootstrap=10,
-            optimism=0,
-            ibs_from_zero=flag,
+            ModelPlan(
+                name="m",
+                kind="cox",
+                features=("x",),
+                horizon=365.0,
+                cv_folds=3,
+                bootstrap=10,
+                optimism=0,
+                ibs_from_zero=flag,
+            ),
         )[1]
         for flag in (False, True)
     ]

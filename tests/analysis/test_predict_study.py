@@ -97,7 +97,8 @@ def test_results_carry_validation_subgroups_and_external(predict_run) -> None:  
 def test_new_gates_pass_and_fail_with_reasons(predict_run) -> None:  # type: ignore[no-untyped-def]
     run, _ = predict_run
     r = run.results
-    slope = r["models"]["logit_1y"]["metrics"]["oof_calibration_slope"]
+    slope = r.model("logit_1y").metrics["oof_calibration_slope"]
+    assert slope is not None
     ok = [
         GateSpec(calibration_slope_range=(slope - 0.1, slope + 0.1)),
         GateSpec(subgroup_gap_max=1.0),
@@ -114,7 +115,9 @@ def test_new_gates_pass_and_fail_with_reasons(predict_run) -> None:  # type: ign
     assert "failed 2 gate(s)" in msg
     assert "calibration_slope_range failed" in msg and "(short by 0.5)" in msg
     assert "subgroup_gap_max[c_harrell] failed" in msg and "c_harrell ranges from" in msg
-    no_external = {"models": {"m": {"metrics": {}, "events": 100}}}
+    no_external = r.model_copy(
+        update={"models": {"m": r.model("logit_1y").model_copy(update={"external": None})}}
+    )
     with pytest.raises(GateError, match=r"declare validation\.external in study\.yaml"):
         check_gates([GateSpec(external_validation_required=True)], "m", no_external)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from toolkit.analysis.predict.assess import assess, point_metrics
-from toolkit.analysis.predict.develop import develop_model, external_split
+from toolkit.analysis.predict.develop import ModelPlan, develop_model, external_split
 from toolkit.analysis.predict.evaluate import optimism_bootstrap
 from toolkit.analysis.predict.models import make_model
 from toolkit.analysis.predict.subgroups import subgroup_metrics
@@ -150,15 +150,17 @@ def test_develop_model_with_external_validation(rng: np.random.Generator) -> Non
     policy = DisclosurePolicy(min_cell=10)
     _, res, plots = develop_model(
         d,
-        name="m",
-        kind="logistic",
-        features=["x", "sex"],
-        horizon=H,
-        cv_folds=3,
-        bootstrap=30,
-        optimism=5,
-        subgroups=["sex"],
-        external=ext,
+        ModelPlan(
+            name="m",
+            kind="logistic",
+            features=("x", "sex"),
+            horizon=H,
+            cv_folds=3,
+            bootstrap=30,
+            optimism=5,
+            subgroups=("sex",),
+            external=ext,
+        ),
         policy=policy,
     )
     m = res["metrics"]

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.federated.conftest import REPO, make_study
 from toolkit.disclosure import DisclosurePolicy
 from toolkit.disclosure.scan import scan_html, scan_json, scan_markdown, scan_outputs, scan_text
-
-from tests.federated.conftest import REPO, make_study
 
 pytestmark = pytest.mark.slow
 
@@ -74,13 +73,13 @@ def test_no_count_between_1_and_k_minus_1_in_any_output(small_registry: Path, tm
         run = run_study(
             study, out=tmp_path / "out", tracker=MLflowTracker(tmp_path / "mlruns"), use_cache=False
         )
-    groups = {g["group"]: g for g in run.results["analyses"]["km_age"]["groups"]}
+    groups = {g["group"]: g for g in run.results.analyses["km_age"]["groups"]}
     assert groups["85+"]["n"] is None or groups["85+"]["n"] < 30  # the study really has a small group
     contract = load_contract(REPO / "agents/hf-mortality/agent.yaml")
     manifest = {
         "version": "test",
         "model": {"registered_model": "m", "model_version": 1, "type": "cox", "mlflow_run_id": run.run_id},
-        "performance": run.results["models"]["cox_1y"]["metrics"],
+        "performance": dict(run.results.model("cox_1y").metrics),
         "gates": [],
     }
     card = model_card_markdown(

@@ -12,8 +12,9 @@ from toolkit.cohort.run import run_cohort
 from toolkit.features.fusion import ablation_sets, build_features, feature_groups
 from toolkit.registry import Registry
 from toolkit.registry.synth.heart_failure import truth_paths
+from toolkit.study.kinds.ablation import AblationAnalysis
 from toolkit.study.runner import resolve_registry
-from toolkit.study.spec import AblationAnalysis, load_study
+from toolkit.study.spec import load_study
 
 REPO = Path(__file__).resolve().parents[2]
 NOTE_TERMS = ["prior_cardiac_arrest", "cardiogenic_shock", "prior_cabg"]

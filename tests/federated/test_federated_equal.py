@@ -49,7 +49,7 @@ def assert_same(pooled: Any, fed: Any, path: str = "", *, rel: float = 1e-8) -> 
 def pooled_run(fed_study: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from toolkit.study.runner import run_study
 
-    return run_study(fed_study, out=tmp_path_factory.mktemp("pooled"), use_cache=False).results
+    return run_study(fed_study, out=tmp_path_factory.mktemp("pooled"), use_cache=False).results.to_json()
 
 
 def _nodes(sites: dict[str, Path], limits: SiteLimits) -> list[SiteNode]:
@@ -69,12 +69,12 @@ def exact_run(fed_study: Path, site_registries: dict[str, Path], tmp_path_factor
 
 @pytest.mark.parametrize("name", ["km_sex", "km_strat", "lr_sex"])
 def test_exact_kaplan_meier_and_logrank_equal_pooled(pooled_run, exact_run, name: str) -> None:  # type: ignore[no-untyped-def]
-    assert_same(pooled_run["analyses"][name], exact_run.results["analyses"][name])
+    assert_same(pooled_run["analyses"][name], exact_run.results.to_json()["analyses"][name])
 
 
 @pytest.mark.parametrize("name", ["cox_efron", "cox_breslow"])
 def test_exact_cox_equals_pooled_for_both_tie_methods(pooled_run, exact_run, name: str) -> None:  # type: ignore[no-untyped-def]
-    pooled, fed = pooled_run["analyses"][name], exact_run.results["analyses"][name]
+    pooled, fed = pooled_run["analyses"][name], exact_run.results.to_json()["analyses"][name]
     assert fed["ties"] == ("breslow" if name == "cox_breslow" else "efron")
     assert_same(pooled, fed)
     assert fed["concordance"] is None and set(FEDERATED_ONLY_NOTES) <= set(fed["warnings"])
@@ -88,7 +88,7 @@ def test_exact_logistic_equals_pooled_and_statsmodels(
     from toolkit.federated.site import study_data
     from toolkit.study.spec import load_study
 
-    fed = exact_run.results["analyses"]["logit_1y"]
+    fed = exact_run.results.to_json()["analyses"]["logit_1y"]
     assert_same(pooled_run["analyses"]["logit_1y"], fed)
     spec, _ = load_study(fed_study)
     frame = study_data(spec.model_dump(mode="json"), pooled_registry).frame
@@ -105,14 +105,14 @@ def test_exact_logistic_equals_pooled_and_statsmodels(
 
 
 def test_exact_table1_equals_pooled(pooled_run, exact_run) -> None:  # type: ignore[no-untyped-def]
-    pooled, fed = pooled_run["analyses"]["t1"], exact_run.results["analyses"]["t1"]
+    pooled, fed = pooled_run["analyses"]["t1"], exact_run.results.to_json()["analyses"]["t1"]
     assert [r["label"] for r in fed["rows"]] == [r["label"] for r in pooled["rows"]]
     assert any("median [IQR]" in r["label"] for r in fed["rows"])  # a skewed variable: exact quantiles
     assert_same(pooled, fed)
 
 
 def test_cohort_attrition_and_schema_equal_pooled(pooled_run, exact_run) -> None:  # type: ignore[no-untyped-def]
-    fed = exact_run.results
+    fed = exact_run.results.to_json()
     for key in ("n", "events", "horizons", "name"):
         assert fed["cohort"][key] == pooled_run["cohort"][key], key
     # attrition: equal wherever released; a site suppresses its own small removals (1..k-1), so
@@ -154,8 +154,8 @@ def test_binned_equals_pooled_analysis_on_the_shared_bins(
 
     spec, _ = load_study(fed_study)
     frame = study_data(spec.model_dump(mode="json"), pooled_registry).frame
-    base = binned_run.results["federated"]["time_base_days"]
-    edges = np.asarray(binned_run.results["federated"]["time_bins"][name])
+    base = binned_run.results.to_json()["federated"]["time_base_days"]
+    edges = np.asarray(binned_run.results.to_json()["federated"]["time_bins"][name])
     # real bins, far coarser than the times (km_strat has 8 small groups per site: one bin may be all)
     assert (1 if name == "km_strat" else 3) <= len(edges) < frame["time"].nunique() / 20
     idx = np.ceil(frame["time"].to_numpy() / base)
@@ -164,11 +164,11 @@ def test_binned_equals_pooled_analysis_on_the_shared_bins(
     a = next(a for a in spec.analyses if a.name == name)
     policy = DisclosurePolicy(spec.disclosure.min_cell)
     ref = _clean(policy.scrub(run_analysis(a, binned, policy)[0], COUNT_KEYS))
-    assert_same(ref, binned_run.results["analyses"][name])
+    assert_same(ref, binned_run.results.to_json()["analyses"][name])
 
 
 def test_binned_logistic_and_attrition_are_exact(pooled_run, binned_run) -> None:  # type: ignore[no-untyped-def]
     # logistic regression and the cohort flow never depend on the bins
-    assert_same(pooled_run["analyses"]["logit_1y"], binned_run.results["analyses"]["logit_1y"])
-    assert binned_run.results["cohort"]["n"] == pooled_run["cohort"]["n"]
-    assert binned_run.results["federated"]["mode"] == "binned"
+    assert_same(pooled_run["analyses"]["logit_1y"], binned_run.results.to_json()["analyses"]["logit_1y"])
+    assert binned_run.results.to_json()["cohort"]["n"] == pooled_run["cohort"]["n"]
+    assert binned_run.results.to_json()["federated"]["mode"] == "binned"

@@ -37,7 +37,7 @@ def test_three_site_processes_on_loopback_match_in_process(
         study,
         InProcessTransport([SiteNode(p, name=s, limits=limits[s]) for s, p in site_registries.items()]),
         out=tmp_path / "inprocess",
-    ).results
+    ).results.to_json()
     with FlowerDeployment(site_registries, limits=limits) as dep:
         assert sorted(p.name for p in dep.procs) == [
             "superlink",

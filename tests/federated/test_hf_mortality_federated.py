@@ -51,11 +51,13 @@ def test_hf_mortality_federated_over_three_sites_equals_pooled(tmp_path: Path) -
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom notes about the synthetic files' long values
-        pooled = run_study(study, out=tmp_path / "pooled", registry=registry, use_cache=False).results
+        pooled = run_study(
+            study, out=tmp_path / "pooled", registry=registry, use_cache=False
+        ).results.to_json()
         nodes = [SiteNode(p, name=s, limits=SiteLimits(allow_exact=True)) for s, p in sites.items()]
         fed = run_federated(
             study, InProcessTransport(nodes), out=tmp_path / "fed", options=RunOptions(exact=True)
-        ).results
+        ).results.to_json()
     assert fed["federated"]["sites"] == ["SITE01", "SITE02", "SITE03"]
     assert set(fed["analyses"]) == set(pooled["analyses"])
     withheld = 0

@@ -14,6 +14,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from toolkit.errors import RunNotFoundError
+from toolkit.study.results import CodeVersion, CohortInfo, ModelResult, RegistryInfo, StudyResults
 from toolkit.study.runner import run_study
 from toolkit.tracking.compare import RunInfo, compare, compare_runs
 from toolkit.tracking.mlflow_tracker import MLflowTracker
@@ -21,26 +22,22 @@ from toolkit.tracking.mlflow_tracker import MLflowTracker
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _results(c_folds: list[float], *, n: int = 500, seed: int = 1) -> dict:  # type: ignore[type-arg]
+def _results(c_folds: list[float], *, n: int = 500, seed: int = 1) -> StudyResults:
+    """The parts of results that a comparison reads (the rest is not constructed)."""
     k = len(c_folds)
     mean = sum(c_folds) / k
     sd = math.sqrt(sum((c - mean) ** 2 for c in c_folds) / (k - 1))
     half = stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k)
-    return {
-        "seed": seed,
-        "registry": {"source": "dataset:x", "digest": "sha256:ab"},
-        "cohort": {"n": n, "events": 100},
-        "models": {
-            "m": {
-                "metrics": {
-                    "c_harrell_mean": mean,
-                    "c_harrell_lower": mean - half,
-                    "c_harrell_upper": mean + half,
-                },
-                "folds": [{"c_harrell": c} for c in c_folds],
-            }
-        },
-    }
+    metrics = {"c_harrell_mean": mean, "c_harrell_lower": mean - half, "c_harrell_upper": mean + half}
+    model = ModelResult.model_construct(metrics=metrics, folds=[{"c_harrell": c} for c in c_folds])
+    return StudyResults.model_construct(
+        seed=seed,
+        spec_hash="s",
+        registry=RegistryInfo(source="dataset:x", digest="sha256:ab"),
+        code_version=CodeVersion(git_sha="abc", git_dirty="false"),
+        cohort=CohortInfo.model_construct(n=n, events=100),
+        models={"m": model},
+    )
 
 
 def test_same_folds_give_a_paired_interval_over_folds() -> None:
@@ -66,7 +63,7 @@ def test_a_different_cohort_gives_an_unpaired_interval() -> None:
     a = _results([0.70, 0.72, 0.68, 0.71, 0.69])
     b = _results([0.72, 0.73, 0.70, 0.74, 0.70], n=450)
     (d,) = compare(RunInfo("A", a, ""), RunInfo("B", b, "")).metrics
-    ma, mb = a["models"]["m"]["metrics"], b["models"]["m"]["metrics"]
+    ma, mb = a.models["m"].metrics, b.models["m"].metrics
     t = stats.t.ppf(0.975, 4)
     se = math.hypot(
         (ma["c_harrell_upper"] - ma["c_harrell_lower"]) / (2 * t),
@@ -103,8 +100,8 @@ def test_compare_two_tracked_runs_from_the_cli(gbsg2_run, tmp_path: Path) -> Non
     c = deltas[("cox_5y", "c_harrell")]
     assert c["method"] == "paired over folds" and c["delta_ci"][0] <= c["delta"] <= c["delta_ci"][1]
     assert c["delta"] == pytest.approx(
-        run_b.results["models"]["cox_5y"]["metrics"]["c_harrell_mean"]
-        - run_a.results["models"]["cox_5y"]["metrics"]["c_harrell_mean"]
+        run_b.results.models["cox_5y"].metrics["c_harrell_mean"]
+        - run_a.results.models["cox_5y"].metrics["c_harrell_mean"]
     )
     text = CliRunner().invoke(app, ["runs", "compare", run_a.run_id, run_b.run_id, "--mlruns", str(mlruns)])
     assert "cox_5y" in text.output and "delta" in text.output

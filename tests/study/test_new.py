@@ -44,10 +44,10 @@ def test_each_template_scaffolds_a_study_that_runs(
     # the study as generated (only the registry is swapped for a small one) ...
     out = tmp_path / "out"
     run = run_study(folder, out=out, registry=small_hf_registry)
-    assert run.results["cohort"]["n"] > 500 and (out / "report.html").exists()
+    assert (run.results.cohort.n or 0) > 500 and (out / "report.html").exists()
     assert json.loads((out / "results.json").read_text())["study"] == name
     if template == "prediction":
-        assert set(run.results["models"]) == {"cox_1y", "xgb_1y"}
+        assert set(run.results.models) == {"cox_1y", "xgb_1y"}
     if template == "competing-risks":
         assert set(run.frame["event"].dropna().astype(int)) == {0, 1, 2}
 

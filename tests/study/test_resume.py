@@ -105,7 +105,7 @@ def test_killed_run_resumes_to_the_uninterrupted_results(tmp_path: Path, data_di
     resumed = json.loads((out / "results.json").read_text())
     # the code version is compared out: another commit may land between the two runs while developing
     assert {**strip_run_ids(resumed), "code_version": None} == {
-        **strip_run_ids(fresh.results),
+        **strip_run_ids(fresh.results.to_json()),
         "code_version": None,
     }
     assert fresh.computed[:2] == ["cohort", "features"]

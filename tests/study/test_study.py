@@ -51,7 +51,7 @@ def test_unknown_column_fails_before_computing(tmp_path: Path, data_dir: Path) -
 
 def test_results_json_has_the_documented_shape(gbsg2_run) -> None:  # type: ignore[no-untyped-def]
     run, _, root = gbsg2_run
-    r = run.results
+    r = run.results.to_json()
     assert {"study", "mlflow_run_id", "registry", "cohort", "analyses", "models"} <= set(r)
     assert r["registry"]["digest"].startswith("sha256:")
     assert r["cohort"]["n"] == 686 and r["cohort"]["events"] == 299
@@ -125,4 +125,4 @@ def test_failed_step_marks_the_run_failed_and_resume_matches(tmp_path: Path, dat
     resumed = run_study(d, out=tmp_path / "out")
     assert "cohort" not in resumed.computed and "features" not in resumed.computed
     fresh = run_study(d, out=tmp_path / "fresh")
-    assert resumed.results["models"] == fresh.results["models"]
+    assert resumed.results.models == fresh.results.models

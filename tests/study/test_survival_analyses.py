@@ -13,17 +13,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from toolkit.disclosure import COUNT_KEYS, DisclosurePolicy
 from toolkit.errors import StudySpecError
-from toolkit.study.spec import (
-    Analysis,
-    CIFAnalysis,
-    CoxAnalysis,
-    FineGrayAnalysis,
-    LogRankAnalysis,
-    RMSTAnalysis,
-    load_study,
-    validate_references,
-)
-from toolkit.study.steps import ANALYSES, run_analysis
+from toolkit.study.kinds import KINDS, Analysis, run_analysis
+from toolkit.study.kinds.cif import CIFAnalysis
+from toolkit.study.kinds.cox import CoxAnalysis
+from toolkit.study.kinds.fine_gray import FineGrayAnalysis
+from toolkit.study.kinds.logrank import LogRankAnalysis
+from toolkit.study.kinds.rmst import RMSTAnalysis
+from toolkit.study.spec import load_study, validate_references
 
 REPO = Path(__file__).resolve().parents[2]
 MGUS2 = REPO / "tests" / "data" / "survival" / "mgus2.csv"
@@ -52,7 +48,7 @@ def test_every_new_analysis_type_parses_and_has_a_runner() -> None:
         FineGrayAnalysis,
         CoxAnalysis,
     ]
-    assert all(type(p) in ANALYSES for p in parsed)
+    assert all(type(p) is KINDS[p.type].spec for p in parsed)
     assert parsed[1].tau_days == 120.0  # type: ignore[union-attr]
 
 
@@ -150,7 +146,6 @@ def test_report_renders_each_entry(frame: pd.DataFrame) -> None:
     from toolkit.study.report import _env
 
     policy = DisclosurePolicy(min_cell=10)
-    template = _env().get_template("survival_analyses.html.j2")
     specs = [
         ({"type": "logrank", "name": "lr", "by": "sex"}, "Log-rank test"),
         ({"type": "rmst", "name": "rm", "tau": 120, "by": "sex"}, "M vs F"),
@@ -163,8 +158,14 @@ def test_report_renders_each_entry(frame: pd.DataFrame) -> None:
             "Fine–Gray subdistribution hazards, cause 1",
         ),
         ({"type": "cox", "name": "cx", "covariates": ["age", "sex"]}, "Proportional-hazards test"),
+        (
+            {"type": "aft", "name": "wb", "covariates": ["age", "sex"]},
+            "Accelerated failure time model (weibull)",
+        ),
+        ({"type": "logrank", "name": "pp", "by": "sex", "rho": 1}, "weighted observed"),
     ]
     for spec, needle in specs:
+        template = _env().get_template("kinds/" + (KINDS[spec["type"]].template or ""))  # each kind's partial
         entry, plots = run_analysis(PARSE.validate_python(spec), frame, policy)
         images = {k: "data:image/png;base64,AAAA" for k in plots}
         html = template.render(a=_released(entry, policy), name=spec["name"], images=images, min_cell=10)

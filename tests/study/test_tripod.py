@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.study.results import Subgroups
 from toolkit.study.spec import load_study
 from toolkit.study.tripod import RULES, ReportStatements, checklist_items, tripod_checklist
 
@@ -57,7 +58,7 @@ def test_author_statements_fill_their_items(gbsg2_run) -> None:  # type: ignore[
 
 def test_a_study_without_models_is_not_a_prediction_study(gbsg2_run) -> None:  # type: ignore[no-untyped-def]
     run, _, _ = gbsg2_run
-    results = {**run.results, "models": {}}
+    results = run.results.model_copy(update={"models": {}})
     c = tripod_checklist(run.spec.model_copy(update={"models": []}), results)
     assert not c.applicable
 
@@ -86,10 +87,16 @@ def test_report_has_checklist_model_card_and_predictors(gbsg2_run) -> None:  # t
 
 def test_subgroup_and_site_performance_are_recognised(gbsg2_run) -> None:  # type: ignore[no-untyped-def]
     run, _, _ = gbsg2_run
-    models = {name: {**m, "subgroups": {"variables": {}}} for name, m in run.results["models"].items()}
-    by_id = {i.id: i for i in tripod_checklist(run.spec, {**run.results, "models": models}).items}
+    empty = Subgroups(variables={}, gaps=[])
+    models = {name: m.model_copy(update={"subgroups": empty}) for name, m in run.results.models.items()}
+    by_id = {
+        i.id: i for i in tripod_checklist(run.spec, run.results.model_copy(update={"models": models})).items
+    }
     assert by_id["23a"].status == "partial" and by_id["12d"].status == "missing"
-    models["cox_5y"]["subgroups"] = {"variables": {"site_id": [{"level": "S1", "n": 300}]}}
-    by_id = {i.id: i for i in tripod_checklist(run.spec, {**run.results, "models": models}).items}
+    by_site = Subgroups(variables={"site_id": [{"level": "S1", "n": 300}]}, gaps=[])
+    models["cox_5y"] = models["cox_5y"].model_copy(update={"subgroups": by_site})
+    by_id = {
+        i.id: i for i in tripod_checklist(run.spec, run.results.model_copy(update={"models": models})).items
+    }
     assert by_id["23a"].status == "addressed" and by_id["12d"].status == "addressed"
     assert by_id["23b"].note == "performance by site"

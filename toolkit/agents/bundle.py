@@ -21,6 +21,7 @@ from toolkit.agents.card import model_card_markdown
 from toolkit.agents.contract import AgentContract
 from toolkit.errors import AgentError, IntegrityError
 from toolkit.io import atomic_dir
+from toolkit.study.results import StudyResults
 
 SUMS = "SHA256SUMS"
 MODEL_PICKLE = Path("model") / "artifacts" / "risk_model.pkl"
@@ -75,7 +76,7 @@ class ModelArtifacts:
     """What packaging needs from the tracking store, already downloaded to local paths."""
 
     model_dir: Path  # the MLflow model directory (MLmodel, artifacts/risk_model.pkl, ...)
-    results: dict[str, Any]  # the source run's results.json
+    results: StudyResults  # the source run's results.json
     report: Path | None
     run_id: str | None
     registered_model: str | None
@@ -100,7 +101,7 @@ def build_bundle(
             f"agent {contract.name}: the model uses inputs {missing} that agent.yaml does not declare "
             f"under 'inputs'; declared: {declared}"
         )
-    mres = art.results.get("models", {}).get(contract.source.model)
+    mres = art.results.models.get(contract.source.model)
     if mres is None:
         raise AgentError(
             f"agent {contract.name}: results.json of run {art.run_id} has no model {contract.source.model!r}"
@@ -111,15 +112,15 @@ def build_bundle(
         "title": contract.title,
         "horizon_days": contract.output.horizon_days,
         "model": {
-            "type": mres["type"],
+            "type": mres.type,
             "features": features,
             "registered_model": art.registered_model,
             "model_version": art.model_version,
             "mlflow_run_id": art.run_id,
-            "study": art.results.get("study"),
-            "study_run_id": art.results.get("mlflow_run_id"),
-            "registry_digest": art.results.get("registry", {}).get("digest"),
-            "spec_hash": art.results.get("spec_hash"),
+            "study": art.results.study,
+            "study_run_id": art.results.mlflow_run_id,
+            "registry_digest": art.results.registry.digest,
+            "spec_hash": art.results.spec_hash,
         },
         "inputs": [
             {
@@ -132,7 +133,7 @@ def build_bundle(
             for i in contract.inputs
         ],
         "output": contract.output.model_dump(mode="json"),
-        "performance": {k: v for k, v in mres["metrics"].items()},
+        "performance": dict(mres.metrics),
         "gates": gates,
     }
     with atomic_dir(target) as tmp:
@@ -148,7 +149,9 @@ def build_bundle(
             yaml.safe_dump(contract.model_dump(mode="json", exclude_none=True), sort_keys=False),
             encoding="utf-8",
         )
-        (tmp / "results.json").write_text(json.dumps(art.results, indent=2) + "\n", encoding="utf-8")
+        (tmp / "results.json").write_text(
+            json.dumps(art.results.to_json(), indent=2) + "\n", encoding="utf-8"
+        )
         if art.report is not None:
             shutil.copy(art.report, tmp / "report.html")
         (tmp / "model_card.md").write_text(

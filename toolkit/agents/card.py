@@ -6,15 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.agents.contract import AgentContract
+from toolkit.study.results import StudyResults
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
     return "NA" if v is None else f"{float(v):.{digits}f}"
 
 
-def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], results: dict[str, Any]) -> str:
+def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], results: StudyResults) -> str:
     m = manifest["performance"]
-    mres = results.get("models", {}).get(contract.source.model, {})
+    mres = results.model(contract.source.model)
     lines = [
         f"# Model card: {contract.title}",
         "",
@@ -51,10 +52,10 @@ def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], resul
     lines += [
         "",
         "## Development data and validation (source attributes)",
-        f"- Study: `{results.get('study')}` — {results.get('title', '')}",
-        f"- Registry: {results.get('registry', {}).get('source')} (digest `{results.get('registry', {}).get('digest')}`)",
-        f"- Cohort: {results.get('cohort', {}).get('n')} persons, {results.get('cohort', {}).get('events')} outcome events",
-        f"- Horizon: {mres.get('horizon_days')} days; internal validation by cross-validation.",
+        f"- Study: `{results.study}` — {results.title}",
+        f"- Registry: {results.registry.source} (digest `{results.registry.digest}`)",
+        f"- Cohort: {results.cohort.n} persons, {results.cohort.events} outcome events",
+        f"- Horizon: {mres.horizon_days} days; internal validation by cross-validation.",
         "",
         "## Performance (cross-validated, 95% CI)",
         f"- C-index: {_fmt(m.get('c_harrell_mean'))} ({_fmt(m.get('c_harrell_lower'))}–{_fmt(m.get('c_harrell_upper'))})",
@@ -65,10 +66,7 @@ def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], resul
         "## Calibration (deciles of out-of-fold predicted risk)",
         "| predicted | observed |",
         "|---|---|",
-        *[
-            f"| {_fmt(c['predicted_risk'])} | {_fmt(c['observed_risk'])} |"
-            for c in mres.get("calibration_deciles", [])
-        ],
+        *[f"| {_fmt(c.predicted_risk)} | {_fmt(c.observed_risk)} |" for c in mres.calibration_deciles],
         "",
         "## Gates",
         *(
@@ -83,8 +81,8 @@ def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], resul
         *[f"- {o.name} <{o.contact}>" for o in contract.owners],
         "",
         "Disclosure control: "
-        + ("on" if results.get("disclosure", {}).get("enabled", True) else "OFF")
-        + f" (minimum cell {results.get('disclosure', {}).get('min_cell')}).",
+        + ("on" if results.disclosure.enabled else "OFF")
+        + f" (minimum cell {results.disclosure.min_cell}).",
         "",
     ]
     return "\n".join(lines)

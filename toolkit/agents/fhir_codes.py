@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit.agents.contract import AgentContract
+from toolkit.registry.schema import canonical_code
 
 SYSTEMS = {
     "LOINC": "http://loinc.org",
@@ -36,8 +37,8 @@ class CodeRef:
     @classmethod
     def parse(cls, text: str) -> CodeRef:
         system, sep, value = text.partition("|")
-        if not sep:  # 'LOINC:33762-6' shorthand
-            ns, _, value = text.partition(":")
+        if not sep:  # Regent's 'LOINC:33762-6' shorthand, or MEDS's 'LOINC//33762-6'
+            ns, _, value = canonical_code(text).partition(":")
             system = SYSTEMS.get(ns, ns)
         prefix = value.endswith("*")
         return cls(system, value.rstrip("*"), prefix)

@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.errors import GateError
+from toolkit.study.results import ModelResult, StudyResults
 from toolkit.study.spec import GateSpec
 
 
-def check_gates(gates: list[GateSpec], model: str, results: dict[str, Any]) -> list[dict[str, Any]]:
+def check_gates(gates: list[GateSpec], model: str, results: StudyResults) -> list[dict[str, Any]]:
     """Evaluate every gate that applies to ``model``; raise :class:`GateError` listing failures."""
-    mres = results.get("models", {}).get(model)
+    mres = results.models.get(model)
     if mres is None:
-        raise GateError(
-            f"gates: results have no model {model!r}; available: {sorted(results.get('models', {}))}"
-        )
-    metrics = mres.get("metrics", {})
+        raise GateError(f"gates: results have no model {model!r}; available: {sorted(results.models)}")
+    metrics = mres.metrics
     outcome: list[dict[str, Any]] = []
     for g in gates:
         if g.model is not None and g.model != model:
@@ -26,7 +25,7 @@ def check_gates(gates: list[GateSpec], model: str, results: dict[str, Any]) -> l
         if g.auroc_lower_min is not None:
             outcome.append(_ge("auroc_lower_min", metrics.get("auroc_lower"), g.auroc_lower_min))
         if g.min_events is not None:
-            outcome.append(_ge("min_events", mres.get("events"), g.min_events))
+            outcome.append(_ge("min_events", mres.events, g.min_events))
         if g.o_e_ratio_range is not None:
             v = metrics.get("oof_o_e_ratio")
             lo, hi = g.o_e_ratio_range
@@ -49,7 +48,7 @@ def check_gates(gates: list[GateSpec], model: str, results: dict[str, Any]) -> l
         if g.subgroup_gap_max is not None:
             outcome.append(_subgroup_gap(g.subgroup_gap_metric, g.subgroup_gap_max, mres))
         if g.external_validation_required:
-            ext = mres.get("external")
+            ext = mres.external
             outcome.append(
                 {
                     "gate": "external_validation_required",
@@ -90,16 +89,18 @@ def _in_range(name: str, value: Any, bounds: tuple[float, float]) -> dict[str, A
     }
 
 
-def _subgroup_gap(metric: str, limit: float, mres: dict[str, Any]) -> dict[str, Any]:
+def _subgroup_gap(metric: str, limit: float, mres: ModelResult) -> dict[str, Any]:
     """The largest gap in ``metric`` across the levels of any declared subgroup must be <= limit."""
-    gaps = [g for g in mres.get("subgroups", {}).get("gaps", []) if g.get("metric") == metric]
-    worst = max(gaps, key=lambda g: g["gap"]) if gaps else None
-    value = None if worst is None else worst["gap"]
+    gaps = [
+        g for g in (mres.subgroups.gaps if mres.subgroups else []) if g.metric == metric and g.gap is not None
+    ]
+    worst = max(gaps, key=lambda g: float(g.gap or 0.0)) if gaps else None
+    value = None if worst is None else worst.gap
     ok = value is not None and value <= limit
     if worst is None:
         detail = f"the results have no subgroup gap in {metric} (declare cohort subgroups)"
     else:
-        detail = f"{metric} ranges from {worst['lowest']} to {worst['highest']} across {worst['variable']}"
+        detail = f"{metric} ranges from {worst.lowest} to {worst.highest} across {worst.variable}"
     return {
         "gate": f"subgroup_gap_max[{metric}]",
         "value": value,

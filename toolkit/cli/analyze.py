@@ -1,22 +1,28 @@
 """``regent analyze``: survival and competing-risks statistics on one table (CSV or Parquet).
 
-Each command prints a short text summary, or with ``--json`` the same object a study writes to
-``results.json`` for that analysis type.  Numeric columns enter models as they are; text columns
+One subcommand per analysis kind that declares a command (:mod:`toolkit.study.kinds`): the
+command's options fill the kind's study.yaml spec, and the kind's own ``run`` computes the entry.
+So each command prints a short text summary, or with ``--json`` exactly the object a study writes
+to ``results.json`` for that analysis.  Numeric columns enter models as they are; text columns
 are categorical with their first sorted level as the reference.  Output is disclosure-controlled
 like a study's (counts 1..min_cell-1 are withheld); ``--no-disclosure`` turns that off.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from toolkit.errors import AnalysisError
+from toolkit.study.kinds.base import AnalysisKind, Option
 
 if TYPE_CHECKING:  # pandas and the statistics load only when a command runs (fast CLI start)
     import pandas as pd
@@ -31,11 +37,6 @@ TimeOpt = Annotated[str, typer.Option("--time", help="Follow-up time column")]
 EventOpt = Annotated[
     str, typer.Option("--event", help="Event column: 0 censored, 1 event, k>=2 competing cause k")
 ]
-CovOpt = Annotated[str | None, typer.Option("--covariates", help="Comma-separated covariate columns")]
-ByOpt = Annotated[str | None, typer.Option("--by", help="Grouping column")]
-StrataOpt = Annotated[str | None, typer.Option("--strata", help="Stratification column")]
-TiesOpt = Annotated[str, typer.Option("--ties", help="efron or breslow")]
-TimesOpt = Annotated[str | None, typer.Option("--times", help="Comma-separated times, e.g. 365,730")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results.json entry")]
 PlotOpt = Annotated[Path | None, typer.Option("--plot", help="Write the plot (PNG) here")]
 MinCellOpt = Annotated[int, typer.Option("--min-cell", help="Smallest count shown (disclosure control)")]
@@ -73,16 +74,36 @@ def _columns(frame: pd.DataFrame, source: Path, **named: str | None) -> None:
             raise AnalysisError(f"--{option} {col!r}: expected a numeric column")
 
 
-def _split(value: str | None, option: str) -> list[str]:
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    if not items:
-        raise AnalysisError(f"--{option} is required for this analysis (comma-separated column names)")
-    return items
+def _value(opt: Option, raw: Any) -> Any:
+    """An option's value as its kind's spec field wants it (None: not given)."""
+    if raw is None or raw == [] or (opt.parse == "flag" and raw is False and opt.default is False):
+        return None if opt.parse != "flag" else raw
+    text = str(raw)
+    if opt.parse == "columns":
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        if not items:
+            raise AnalysisError(f"--{opt.name} is required for this analysis (comma-separated column names)")
+        return items
+    if opt.parse == "numbers":
+        return _numbers(text, opt.name)
+    if opt.parse in ("number", "integer"):
+        try:
+            x = float(text) if opt.parse == "number" else int(text)
+        except ValueError:
+            raise AnalysisError(f"--{opt.name}: expected a {opt.parse}; got {text!r}") from None
+        if not math.isfinite(x):
+            raise AnalysisError(f"--{opt.name}: expected a finite {opt.parse}; got {text!r}")
+        return x
+    if opt.parse == "integers":
+        return [int(v) for v in raw]
+    if opt.parse == "choice" and text not in opt.choices:
+        raise AnalysisError(
+            f"--{opt.name}: expected {' or '.join(repr(c) for c in opt.choices)}; got {text!r}"
+        )
+    return raw
 
 
-def _numbers(value: str | None, option: str) -> list[float]:
-    if not value:
-        return []
+def _numbers(value: str, option: str) -> list[float]:
     out = []
     for v in value.split(","):
         try:
@@ -93,12 +114,6 @@ def _numbers(value: str | None, option: str) -> list[float]:
             raise AnalysisError(f"--{option}: times must be finite and >= 0; got {v.strip()!r}")
         out.append(x)
     return out
-
-
-def _ties(value: str) -> Any:
-    if value not in ("efron", "breslow"):
-        raise AnalysisError(f"--ties: expected 'efron' or 'breslow'; got {value!r}")
-    return value
 
 
 def _policy(min_cell: int, disclosure: bool) -> Any:
@@ -120,196 +135,121 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _emit(entry: dict[str, Any], *, as_json: bool, min_cell: int, disclosure: bool) -> None:
+def _emit(kind: AnalysisKind, entry: dict[str, Any], *, as_json: bool, policy: Any) -> None:
     from toolkit.disclosure import COUNT_KEYS
 
-    policy = _policy(min_cell, disclosure)
     released = _json_safe(policy.scrub(entry, COUNT_KEYS))
-    if as_json:
+    if as_json or kind.text is None:
         sys.stdout.write(json.dumps(released, indent=2, allow_nan=False) + "\n")
         return
-    from toolkit.cli.analyze_text import render
-
-    sys.stdout.write(render(released) + "\n")
-    if not disclosure:
+    warnings = released.get("warnings") or []
+    sys.stdout.write(kind.text(released) + "".join(f"\nwarning: {w}" for w in warnings) + "\n")
+    if not policy.enabled:
         sys.stdout.write(policy.describe() + "\n")
 
 
-def _write_plot(path: Path | None, png: bytes) -> None:
-    if path is not None:
+def _plotting_commands() -> str:
+    from toolkit.study.kinds import KINDS
+
+    return ", ".join(k.command.name for k in KINDS.values() if k.command and k.template and k.type in _PLOTS)
+
+
+#: kinds whose run returns a plot (the others refuse --plot)
+_PLOTS = ("kaplan_meier", "cox", "cumulative_incidence")
+
+
+def _study_frame(frame: pd.DataFrame, time: str, event: str) -> pd.DataFrame:
+    """The table with its time and event columns named as a study's frame names them."""
+    other = [c for c in ("time", "event") if c in frame.columns and c not in (time, event)]
+    return frame.drop(columns=other).rename(columns={time: "time", event: "event"})
+
+
+def run_command(kind: AnalysisKind, common: dict[str, Any], given: dict[str, Any]) -> None:
+    """One ``regent analyze`` command: read the table, build the kind's spec, run it, print."""
+    from toolkit.specs import validation_message
+
+    assert kind.command is not None
+    policy = _policy(common["min_cell"], common["disclosure"])
+    if common["plot"] is not None and kind.type not in _PLOTS:
+        raise AnalysisError(
+            f"--plot: there is no plot for {kind.command.name}; plots exist for {_plotting_commands()}"
+        )
+    fields: dict[str, Any] = {}
+    for opt in kind.command.options:
+        value = _value(opt, given.get(opt.name))
+        if value is None and opt.required:
+            raise AnalysisError(f"--{opt.name} is required for {kind.command.name} ({opt.help.lower()})")
+        if value is not None:
+            fields[opt.spec_field] = value
+    frame = _read(common["data"])
+    named = {o.name: given.get(o.name) for o in kind.command.options if o.parse == "column"}
+    _columns(frame, common["data"], time=common["time"], event=common["event"], **named)
+    try:
+        spec = kind.spec.model_validate({"type": kind.type, "name": kind.command.name, **fields})
+    except ValidationError as exc:
+        raise AnalysisError(validation_message(f"regent analyze {kind.command.name}", exc)) from None
+    entry, plots = kind.run(spec, _study_frame(frame, common["time"], common["event"]), policy)
+    if common["plot"] is not None and plots:
+        path = common["plot"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
+        path.write_bytes(next(iter(plots.values())))
         sys.stderr.write(f"wrote {path}\n")
+    _emit(kind, entry, as_json=common["as_json"], policy=policy)
 
 
-def _no_plot(path: Path | None, what: str) -> None:
-    if path is not None:
-        raise AnalysisError(f"--plot: there is no plot for {what}; plots exist for km, cox and cif")
+_COMMON = (
+    ("data", DataOpt, inspect.Parameter.empty),
+    ("time", TimeOpt, "time"),
+    ("event", EventOpt, "event"),
+    ("as_json", JsonOpt, False),
+    ("plot", PlotOpt, None),
+    ("min_cell", MinCellOpt, 10),
+    ("disclosure", DisclosureOpt, True),
+)
 
 
-@analyze_app.command("cox")
-def cox(
-    data: DataOpt,
-    time: TimeOpt = "time",
-    event: EventOpt = "event",
-    covariates: CovOpt = None,
-    strata: StrataOpt = None,
-    ties: TiesOpt = "efron",
-    cause: Annotated[int, typer.Option("--cause", help="Event code modelled (k>=2: cause-specific)")] = 1,
-    cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster column (robust SE)")] = None,
-    robust: Annotated[bool, typer.Option("--robust", help="Robust (sandwich) SE")] = False,
-    as_json: JsonOpt = False,
-    plot: PlotOpt = None,
-    min_cell: MinCellOpt = 10,
-    disclosure: DisclosureOpt = True,
-) -> None:
-    """Cox proportional hazards (Efron/Breslow, strata, robust SE) with the cox.zph PH test."""
-    from toolkit.analysis.plots import forest_plot
-    from toolkit.analysis.survival.cox import fit_cox
-
-    frame = _read(data)
-    covs = _split(covariates, "covariates")
-    _columns(frame, data, time=time, event=event, strata=strata, cluster=cluster)
-    res = fit_cox(
-        frame,
-        time=time,
-        event=event,
-        covariates=covs,
-        ties=_ties(ties),
-        strata=strata,
-        cluster=cluster,
-        robust=robust,
-        cause=cause,
-    )
-    _write_plot(plot, forest_plot(res, title="Cox model") if plot else b"")
-    _emit(res.to_dict(), as_json=as_json, min_cell=min_cell, disclosure=disclosure)
+def _annotation(opt: Option) -> Any:
+    flag = f"--{opt.name}"
+    if opt.parse == "flag":
+        return Annotated[bool, typer.Option(flag, help=opt.help)]
+    if opt.parse == "integers":
+        return Annotated[list[int] | None, typer.Option(flag, help=opt.help)]
+    return Annotated[str | None, typer.Option(flag, help=opt.help)]
 
 
-@analyze_app.command("km")
-def km(
-    data: DataOpt,
-    time: TimeOpt = "time",
-    event: EventOpt = "event",
-    by: ByOpt = None,
-    strata: StrataOpt = None,
-    times: TimesOpt = None,
-    as_json: JsonOpt = False,
-    plot: PlotOpt = None,
-    min_cell: MinCellOpt = 10,
-    disclosure: DisclosureOpt = True,
-) -> None:
-    """Kaplan-Meier by group (log-log CIs, medians, survival at --times) with the log-rank test."""
-    from toolkit.analysis.plots import km_plot
-    from toolkit.analysis.survival.km import kaplan_meier
+def _command(kind: AnalysisKind) -> Callable[..., None]:
+    """A typer command for ``kind``: the common options, then the kind's own."""
+    assert kind.command is not None
+    own = kind.command.options
 
-    frame = _read(data)
-    _columns(frame, data, time=time, event=event, by=by, strata=strata)
-    at = _numbers(times, "times")
-    res = kaplan_meier(frame, time=time, event=event, by=by, strata=strata, times=at)
-    if plot:
-        policy = _policy(min_cell, disclosure)
-        _write_plot(plot, km_plot(res, policy=policy, ticks=[0.0, *at] if at else None))
-    _emit(res.to_dict(), as_json=as_json, min_cell=min_cell, disclosure=disclosure)
+    def command(**kwargs: Any) -> None:
+        common = {name: kwargs.pop(name) for name, _, _ in _COMMON}
+        run_command(kind, common, kwargs)
 
-
-@analyze_app.command("logrank")
-def logrank(
-    data: DataOpt,
-    time: TimeOpt = "time",
-    event: EventOpt = "event",
-    by: ByOpt = None,
-    strata: StrataOpt = None,
-    as_json: JsonOpt = False,
-    plot: PlotOpt = None,
-    min_cell: MinCellOpt = 10,
-    disclosure: DisclosureOpt = True,
-) -> None:
-    """Log-rank test across the levels of --by, optionally stratified (R's survdiff)."""
-    from toolkit.analysis.survival.logrank import logrank_test
-
-    _no_plot(plot, "logrank")
-    frame = _read(data)
-    if by is None:
-        raise AnalysisError("--by is required for logrank (the grouping column)")
-    _columns(frame, data, time=time, event=event, by=by, strata=strata)
-    res = logrank_test(frame, time=time, event=event, by=by, strata=strata)
-    _emit(res.to_dict(), as_json=as_json, min_cell=min_cell, disclosure=disclosure)
+    params = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
+        for name, ann, default in _COMMON
+    ]
+    params += [
+        inspect.Parameter(
+            o.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=_annotation(o),
+            default=o.default if o.parse == "flag" else (None if o.default is None else str(o.default)),
+        )
+        for o in own
+    ]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = kind.command.help
+    return command
 
 
-@analyze_app.command("rmst")
-def rmst(
-    data: DataOpt,
-    time: TimeOpt = "time",
-    event: EventOpt = "event",
-    by: ByOpt = None,
-    tau: Annotated[float | None, typer.Option("--tau", help="Horizon of the restricted mean")] = None,
-    as_json: JsonOpt = False,
-    plot: PlotOpt = None,
-    min_cell: MinCellOpt = 10,
-    disclosure: DisclosureOpt = True,
-) -> None:
-    """Restricted mean survival time to --tau per group, with differences and ratios."""
-    from toolkit.analysis.survival.rmst import rmst as fit_rmst
+def _register() -> None:
+    from toolkit.study.kinds import KINDS
 
-    _no_plot(plot, "rmst")
-    frame = _read(data)
-    if tau is None:
-        raise AnalysisError("--tau is required for rmst (the horizon, in the time column's unit)")
-    _columns(frame, data, time=time, event=event, by=by)
-    res = fit_rmst(frame, time=time, event=event, by=by, tau=tau)
-    _emit(res.to_dict(), as_json=as_json, min_cell=min_cell, disclosure=disclosure)
+    for kind in KINDS.values():
+        if kind.command is not None:
+            analyze_app.command(kind.command.name)(_command(kind))
 
 
-@analyze_app.command("cif")
-def cif(
-    data: DataOpt,
-    time: TimeOpt = "time",
-    event: EventOpt = "event",
-    by: ByOpt = None,
-    strata: StrataOpt = None,
-    times: TimesOpt = None,
-    cause: Annotated[
-        list[int] | None, typer.Option("--cause", help="Causes to report (repeat); default every code >= 1")
-    ] = None,
-    as_json: JsonOpt = False,
-    plot: PlotOpt = None,
-    min_cell: MinCellOpt = 10,
-    disclosure: DisclosureOpt = True,
-) -> None:
-    """Aalen-Johansen cumulative incidence by group with Gray's test (--strata stratifies it)."""
-    from toolkit.analysis.cif_plot import cif_plot
-    from toolkit.analysis.survival.cif import cumulative_incidence
-
-    frame = _read(data)
-    _columns(frame, data, time=time, event=event, by=by, strata=strata)
-    at = _numbers(times, "times")
-    res = cumulative_incidence(
-        frame, time=time, event=event, by=by, strata=strata, times=at, causes=cause or None
-    )
-    if plot:
-        policy = _policy(min_cell, disclosure)
-        _write_plot(plot, cif_plot(res, policy=policy, ticks=[0.0, *at] if at else None))
-    _emit(res.to_dict(), as_json=as_json, min_cell=min_cell, disclosure=disclosure)
-
-
-@analyze_app.command("finegray")
-def finegray(
-    data: DataOpt,
-    time: TimeOpt = "time",
-    event: EventOpt = "event",
-    covariates: CovOpt = None,
-    cause: Annotated[int, typer.Option("--cause", help="Event code of interest")] = 1,
-    as_json: JsonOpt = False,
-    plot: PlotOpt = None,
-    min_cell: MinCellOpt = 10,
-    disclosure: DisclosureOpt = True,
-) -> None:
-    """Fine-Gray subdistribution hazards regression for --cause (as cmprsk::crr)."""
-    from toolkit.analysis.survival.finegray import fine_gray
-
-    _no_plot(plot, "finegray")
-    frame = _read(data)
-    covs = _split(covariates, "covariates")
-    _columns(frame, data, time=time, event=event)
-    res = fine_gray(frame, time=time, event=event, covariates=covs, cause=cause)
-    _emit(res.to_dict(), as_json=as_json, min_cell=min_cell, disclosure=disclosure)
+_register()

@@ -80,9 +80,10 @@ def run_demo(
         progress=lambda s: say(f"     step: {s}"),
     )
     say(
-        f"     cohort {run.results['cohort']['n']} persons; "
+        f"     cohort {run.results.cohort.n} persons; "
         + ", ".join(
-            f"{k} CV C-index {v['metrics']['c_harrell_mean']:.3f}" for k, v in run.results["models"].items()
+            f"{k} CV C-index {v.metrics.get('c_harrell_mean') or float('nan'):.3f}"
+            for k, v in run.results.models.items()
         )
     )
     say("2/4  checking gates and packaging the agent ...")

@@ -219,6 +219,23 @@ def study_schema() -> None:
     _print_json(schema())
 
 
+@study_app.command("results-schema")
+def study_results_schema(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The reference tables of docs/results.md instead")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of results.json (the typed StudyResults model)."""
+    if markdown:
+        from toolkit.study.results_doc import generated
+
+        sys.stdout.write(generated() + "\n")
+        return
+    from toolkit.study.results import StudyResults
+
+    _print_json(StudyResults.model_json_schema())
+
+
 @study_app.command("run")
 def study_run(
     study: Path,

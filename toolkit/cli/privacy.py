@@ -83,12 +83,13 @@ def federated_run(
             results = run_flower(study, site_paths, out=out_dir, options=options, limits=limits)
     else:
         raise FederatedError(f"--transport: expected inprocess or flower; got {transport!r}")
-    f = results["federated"]
+    f = results.federated
+    assert f is not None  # a federated run always says how it went
     out.print(
-        f"{len(f['sites'])} sites ({f['mode']} mode, {f['transport']}): {f['rounds']} rounds, "
-        f"{f['bytes_sent']:,} bytes sent, {f['bytes_received']:,} received"
+        f"{len(f.sites)} sites ({f.mode} mode, {f.transport}): {f.rounds} rounds, "
+        f"{f.bytes_sent:,} bytes sent, {f.bytes_received:,} received"
     )
-    for skipped in f.get("analyses_not_run", []) + f.get("models_not_run", []):
+    for skipped in f.analyses_not_run + f.models_not_run:
         out.print(f"not run: {skipped.get('analysis') or skipped.get('model')} ({skipped['reason']})")
     out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
 

@@ -35,11 +35,11 @@ def run_with_progress(
     study: Path, *, out_dir: Path, registry: Path | None, tracker: Any, resume: bool
 ) -> Any:
     """Run a study with a progress bar over its steps (and the folds inside each model)."""
-    from toolkit.study.runner import planned_steps, run_study
-    from toolkit.study.spec import load_study
+    from toolkit.study.plan import plan_study
+    from toolkit.study.runner import run_study
 
-    spec, _ = load_study(study)
-    steps = planned_steps(spec)
+    plan = plan_study(study)  # the one parse: the runner takes the plan
+    steps = plan.steps
     previous = signal.signal(signal.SIGTERM, _terminate)
     columns = (
         SpinnerColumn(),
@@ -62,7 +62,7 @@ def run_with_progress(
                 bar.update(task, description=label)
 
             run = run_study(
-                study, out=out_dir, tracker=tracker, registry=registry, use_cache=resume, progress=on_step
+                plan, out=out_dir, tracker=tracker, registry=registry, use_cache=resume, progress=on_step
             )
             bar.update(task, completed=len(steps))
     finally:
@@ -78,16 +78,20 @@ def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:
     elif not run.computed:
         out.print("nothing changed: every step re-used from the cache")
     r = run.results
-    out.print(f"cohort: {r['cohort']['n']} persons, {r['cohort']['events']} events")
-    for name, m in r["models"].items():
-        mt = m["metrics"]
+    out.print(f"cohort: {r.cohort.n} persons, {r.cohort.events} events")
+    for name, m in r.models.items():
+        mt = m.metrics
         out.print(
-            f"model {name}: CV C-index {mt.get('c_harrell_mean', float('nan')):.3f} "
-            f"({mt.get('c_harrell_lower', float('nan')):.3f}-{mt.get('c_harrell_upper', float('nan')):.3f})"
+            f"model {name}: CV C-index {_f(mt.get('c_harrell_mean'))} "
+            f"({_f(mt.get('c_harrell_lower'))}-{_f(mt.get('c_harrell_upper'))})"
         )
     out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
     if track:
         out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
+
+
+def _f(value: float | None) -> str:
+    return "NA" if value is None else f"{value:.3f}"
 
 
 def study_new(

@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from toolkit.disclosure import COUNT_KEYS, DisclosurePolicy
-from toolkit.errors import FederatedError, SiteRefusal, ToolkitError
+from toolkit.cohort.compile import compile_cohort
+from toolkit.disclosure import DisclosurePolicy
+from toolkit.errors import FederatedError, SiteRefusal
 from toolkit.federated.limits import RunOptions
 from toolkit.federated.protocols import (
     Context,
@@ -31,24 +32,19 @@ from toolkit.federated.protocols import (
 )
 from toolkit.federated.transport import Transport
 from toolkit.federated.wire import decode, encode
-from toolkit.io import atomic_dir, atomic_write_json
-from toolkit.study import spec as study_spec
-from toolkit.study.spec import StudySpec, Table1Analysis, load_study
+from toolkit.study import kinds
+from toolkit.study.kinds.table1 import Table1Analysis
+from toolkit.study.plan import StudyPlan, plan_study
+from toolkit.study.publish import CohortSummary, assemble_results, publish
+from toolkit.study.results import StudyResults
+from toolkit.study.spec import StudySpec
 
-#: The analysis types a federated run computes, each by its protocol.
-PROTOCOLS: dict[type, Callable[[Context, Any], Protocol]] = {
-    study_spec.KaplanMeierAnalysis: event_counts_protocol,
-    study_spec.LogRankAnalysis: event_counts_protocol,
-    study_spec.RMSTAnalysis: event_counts_protocol,
-    study_spec.CIFAnalysis: event_counts_protocol,
-    study_spec.CoxAnalysis: cox_protocol,
-    study_spec.Table1Analysis: table1_protocol,
-    study_spec.LogisticAnalysis: logistic_protocol,
-}
-#: Why the others are not: they need row-level data at the coordinator.
-NOT_FEDERATED: dict[str, str] = {
-    "ablation": "cross-validated model comparison needs row-level predictions",
-    "fine_gray": "the Fine-Gray model's censoring weights are not implemented in the federated protocol",
+#: The protocols a kind may name (its ``protocol``); which kind uses which is declared by the kind.
+PROTOCOLS: dict[str, Callable[[Context, Any], Protocol]] = {
+    "event_counts": event_counts_protocol,
+    "cox": cox_protocol,
+    "table1": table1_protocol,
+    "logistic": logistic_protocol,
 }
 
 
@@ -58,7 +54,7 @@ class FederatedRun:
 
     spec: StudySpec
     out: Path
-    results: dict[str, Any]
+    results: StudyResults
     plots: dict[str, bytes] = field(repr=False)
 
     @property
@@ -257,106 +253,74 @@ def _pool_attrition(tables: list[list[dict[str, Any]]]) -> pd.DataFrame:
 
 
 def run_federated(
-    study: Path | str,
+    study: Path | str | StudyPlan,
     transport: Transport,
     *,
     out: Path | str,
     options: RunOptions | None = None,
     progress: Callable[[str], object] | None = None,
 ) -> FederatedRun:
-    """Run a study's analyses across sites; write results.json and report.html into ``out``."""
-    from toolkit.cohort.compile import compile_cohort
-    from toolkit.cohort.run import Attrition
-    from toolkit.cohort.spec import CohortSpec
-    from toolkit.study.runner import RESULTS_SCHEMA_VERSION, _clean, _hash, _study_yaml, code_version
-
+    """Run a study's analyses across sites; publish results.json and report.html into ``out``."""
     options = options or RunOptions()
-    spec, _base = load_study(study)
-    assert isinstance(spec.cohort, CohortSpec)
+    plan = plan_study(study)
     say = progress or (lambda _msg: None)
-    policy = DisclosurePolicy(spec.disclosure.min_cell, spec.disclosure.rounding, spec.disclosure.enabled)
-    federable = [a for a in spec.analyses if type(a) in PROTOCOLS]
-    skipped = [
-        {"analysis": a.name, "type": a.type, "reason": NOT_FEDERATED.get(a.type, "no federated protocol")}
-        for a in spec.analyses
-        if type(a) not in PROTOCOLS
-    ]
-    spec_json = spec.model_dump(mode="json")
     started = time.perf_counter()
-    driver = _Driver(transport, spec_json, options)
+    driver = _Driver(transport, plan.spec.model_dump(mode="json"), options)
     say("round 1: hello")
-    ctx, info = _hello(driver, spec, options, policy)
-    compiled = compile_cohort(spec.cohort, attributes=info["attributes"], source="cohort")
-    protocols = {a.name: PROTOCOLS[type(a)](ctx, a) for a in federable}
-    try:
-        outputs = driver.drive(protocols)
-    except ToolkitError:
-        raise
+    ctx, info = _hello(driver, plan.spec, options, plan.policy)
+    compiled = compile_cohort(plan.cohort, attributes=info["attributes"], source="cohort")
+    analyses, plots, skipped = _run_protocols(plan, driver, ctx)
+    federated = {
+        "transport": transport.name,
+        "sites": ctx.sites,
+        "rounds": driver.round,
+        "bytes_sent": driver.bytes_sent,
+        "bytes_received": driver.bytes_received,
+        "seconds": round(time.perf_counter() - started, 3),
+        **options.to_dict(),
+        "time_bins": ctx.time_bins,
+        "analyses_not_run": skipped,
+        "models_not_run": [
+            {
+                "model": m.name,
+                "type": m.type,
+                "reason": "cross-validated risk models need row-level predictions",
+            }
+            for m in plan.spec.models
+        ],
+    }
+    cohort = CohortSummary(compiled.name, ctx.n, info["events"], compiled.horizons, info["attrition"])
+    results = assemble_results(
+        plan,
+        cohort,
+        registry={"source": "federated:" + ",".join(ctx.sites), "digest": info["digest"]},
+        analyses=analyses,
+        models={},
+        data_quality=info["data_quality"],
+        run_id=None,
+        federated=federated,
+    )
+    say("report")
+    publish(plan, results, out=Path(out), plots=plots, attrition=info["attrition"])
+    return FederatedRun(plan.spec, Path(out), results, plots)
+
+
+def _run_protocols(
+    plan: StudyPlan, driver: _Driver, ctx: Context
+) -> tuple[dict[str, Any], dict[str, bytes], list[dict[str, Any]]]:
+    """Every analysis whose kind names a protocol, side by side; the others, with the reason."""
+    by_kind = kinds.protocols()
+    why = kinds.not_federated()
+    federable = [a for a in plan.spec.analyses if a.type in by_kind]
+    skipped = [
+        {"analysis": a.name, "type": a.type, "reason": why.get(a.type, "no federated protocol")}
+        for a in plan.spec.analyses
+        if a.type not in by_kind
+    ]
+    outputs = driver.drive({a.name: PROTOCOLS[by_kind[a.type]](ctx, a) for a in federable})
     analyses: dict[str, Any] = {}
     plots: dict[str, bytes] = {}
     for a in federable:
         analyses[a.name], pl = outputs[a.name]
         plots.update(pl)
-    attrition = policy.attrition(info["attrition"])
-    not_run = [
-        {"model": m.name, "type": m.type, "reason": "cross-validated risk models need row-level predictions"}
-        for m in spec.models
-    ]
-    results = {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "study": spec.name,
-        "title": spec.title,
-        "mlflow_run_id": None,
-        "registry": {"source": "federated:" + ",".join(ctx.sites), "digest": info["digest"]},
-        "spec_hash": _hash(spec.model_dump(mode="json")),
-        "code_version": code_version(),
-        "seed": spec.seed,
-        "disclosure": {"min_cell": policy.min_cell, "rounding": policy.rounding, "enabled": policy.enabled},
-        "cohort": {
-            "name": compiled.name,
-            "n": ctx.n,
-            "events": info["events"],
-            "horizons": [{"name": n, "days": d} for n, d in compiled.horizons],
-            "attrition": [],
-        },
-        "analyses": analyses,
-        "models": {},
-        "data_quality": info["data_quality"],
-        "federated": {
-            "transport": transport.name,
-            "sites": ctx.sites,
-            "rounds": driver.round,
-            "bytes_sent": driver.bytes_sent,
-            "bytes_received": driver.bytes_received,
-            "seconds": round(time.perf_counter() - started, 3),
-            **options.to_dict(),
-            "time_bins": ctx.time_bins,
-            "analyses_not_run": skipped,
-            "models_not_run": not_run,
-        },
-    }
-    results = _clean(policy.scrub(results, COUNT_KEYS))
-    results["cohort"]["attrition"] = _clean(
-        [
-            {k: r[k] for k in ("step", "kind", "n", "removed", "events")}
-            for r in attrition.astype(object).where(attrition.notna(), None).to_dict("records")
-        ]
-    )
-    say("report")
-    from toolkit.study.report import render_report
-
-    out = Path(out)
-    with atomic_dir(out / "artifacts") as tmp:
-        atomic_write_json(tmp / "results.json", results)
-        (tmp / "report.html").write_text(
-            render_report(spec, results, plots, policy, Attrition(info["attrition"])), encoding="utf-8"
-        )
-        attrition.to_csv(tmp / "attrition.csv", index=False)
-        (tmp / "study.yaml").write_text(_study_yaml(spec), encoding="utf-8")
-        for name, png in plots.items():
-            (tmp / f"{name}.png").write_bytes(png)
-    for name in ("results.json", "report.html"):
-        tmp_file = out / f".{name}.tmp"
-        tmp_file.write_bytes((out / "artifacts" / name).read_bytes())
-        tmp_file.replace(out / name)
-    return FederatedRun(spec, out, results, plots)
+    return analyses, plots, skipped

@@ -30,6 +30,7 @@ from typing import Any
 
 from toolkit.errors import FederatedError, SiteRefusal
 from toolkit.federated.limits import RunOptions, SiteLimits
+from toolkit.study.results import StudyResults, read_results
 
 APP_PYPROJECT = """\
 [build-system]
@@ -341,15 +342,14 @@ def run_flower(
     options: RunOptions | None = None,
     limits: Mapping[str, SiteLimits] | SiteLimits | None = None,
     timeout_s: float = 600.0,
-) -> dict[str, Any]:
+) -> StudyResults:
     """Start a loopback deployment, run the study on it, stop everything; return results.json."""
     options = options or RunOptions()
     with FlowerDeployment(sites, limits=limits) as dep:
         status = dep.run(study, out=out, options=options, timeout_s=timeout_s)
     if not status.get("ok"):
         _raise(status)
-    results: dict[str, Any] = json.loads((Path(out) / "results.json").read_text(encoding="utf-8"))
-    return results
+    return read_results(Path(out) / "results.json")
 
 
 @contextmanager

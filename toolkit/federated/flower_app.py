@@ -136,7 +136,9 @@ def coordinate(grid: Grid, context: Context) -> None:
         )
         transport = FlowerTransport(grid, expected=int(rc["n_sites"]), timeout_s=options.timeout_s)
         run = run_federated(str(rc["study"]), transport, out=str(rc["out"]), options=options)
-        atomic_write_json(status, {"ok": True, "rounds": run.results["federated"]["rounds"]})
+        atomic_write_json(
+            status, {"ok": True, "rounds": run.results.federated.rounds if run.results.federated else 0}
+        )
     except ToolkitError as exc:
         atomic_write_json(
             status,

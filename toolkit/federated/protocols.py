@@ -104,10 +104,10 @@ def event_counts_protocol(ctx: Context, a: Any) -> Protocol:
     """Analyses that depend on the data only through counts per group, time and event code.
 
     Sites send those counts; the coordinator lays them out as pseudo-rows and runs the pooled
-    study step itself (:func:`toolkit.study.steps.run_analysis`), so the entry and its plots are
+    study step itself (:func:`toolkit.study.kinds.run_analysis`), so the entry and its plots are
     exactly what a pooled run would produce from the same counts.
     """
-    from toolkit.study.steps import run_analysis
+    from toolkit.study.kinds import run_analysis
 
     cells = [c for c in (getattr(a, "by", None), getattr(a, "strata", None)) if c]
     op = {
@@ -241,27 +241,7 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
             "ties": a.ties,
             "cuts": cuts,
         }
-        pieces = []
-        for site, r in replies.items():
-            if not isinstance(r.get("strata"), list):
-                raise garbage(site, "no strata")
-            for s in r["strata"]:
-                t = _arr(site, s, "time", 1)
-                for key, shape in (
-                    ("a0", ()),
-                    ("a1", (p,)),
-                    ("a2", (p * (p + 1) // 2,)),
-                    ("d", ()),
-                    ("e0", ()),
-                    ("e1", (p,)),
-                    ("e2", (p * (p + 1) // 2,)),
-                ):
-                    v = _arr(site, s, key, 1 + len(shape))
-                    if v.shape != (len(t), *shape):
-                        raise garbage(site, f"{key!r} has the wrong shape")
-                if _arr(site, s, "ex", 1).shape != (p,) or not isinstance(s.get("eeta"), float | int):
-                    raise garbage(site, "event sums have the wrong shape")
-            pieces.append(r)
+        pieces = [_checked_cox_reply(site, r, p) for site, r in replies.items()]
         st = pooled_cox_stats(pieces, p, a.ties)
         if null is None:
             null = st
@@ -270,16 +250,57 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
         except StopIteration as stop:
             beta, final, iters = stop.value
             break
+    assert null is not None
+    result = _cox_result(ctx, a, names, beta, final, null, iters, n=n, events=events, dropped=dropped)
+    return result.to_dict(), {f"forest_{a.name}": forest_plot(result, title=a.name)}
+
+
+def _checked_cox_reply(site: str, r: dict[str, Any], p: int) -> dict[str, Any]:
+    """A site's per-stratum Cox sums, refused as garbage unless every array has its shape."""
+    if not isinstance(r.get("strata"), list):
+        raise garbage(site, "no strata")
+    for s in r["strata"]:
+        t = _arr(site, s, "time", 1)
+        for key, shape in (
+            ("a0", ()),
+            ("a1", (p,)),
+            ("a2", (p * (p + 1) // 2,)),
+            ("d", ()),
+            ("e0", ()),
+            ("e1", (p,)),
+            ("e2", (p * (p + 1) // 2,)),
+        ):
+            v = _arr(site, s, key, 1 + len(shape))
+            if v.shape != (len(t), *shape):
+                raise garbage(site, f"{key!r} has the wrong shape")
+        if _arr(site, s, "ex", 1).shape != (p,) or not isinstance(s.get("eeta"), float | int):
+            raise garbage(site, "event sums have the wrong shape")
+    return r
+
+
+def _cox_result(
+    ctx: Context,
+    a: Any,
+    names: list[str],
+    beta: np.ndarray,
+    final: CoxStats,
+    null: CoxStats,
+    iters: int,
+    *,
+    n: int,
+    events: int,
+    dropped: list[int],
+) -> CoxResult:
+    """The pooled fit as a :class:`CoxResult`, with what a federated fit cannot give stated."""
     cov = np.linalg.inv(final.information)
-    se = np.sqrt(np.diag(cov))
-    terms = cox_terms(names, beta, se)
+    terms = cox_terms(names, beta, np.sqrt(np.diag(cov)))
     warnings = _dropped_warning(
         dropped, "rows with missing values were left out (complete cases)", ctx.policy.min_cell
     )
     if np.any(np.abs(beta) > 20):
         warnings.append("very large coefficients: possible (quasi-)complete separation")
     warnings += [NOT_FEDERATED_CONCORDANCE, NOT_FEDERATED_PH]
-    result = CoxResult(
+    return CoxResult(
         terms=tuple(terms),
         ties=a.ties,
         n=n,
@@ -293,7 +314,6 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
         covariance=cov,
         warnings=tuple(warnings),
     )
-    return result.to_dict(), {f"forest_{a.name}": forest_plot(result, title=a.name)}
 
 
 # --- logistic regression ------------------------------------------------------------------
@@ -382,18 +402,7 @@ def table1_protocol(ctx: Context, a: Any) -> Protocol:
                 "base": bases.get(v, 1.0),
             }
     replies = yield {"op": "multi", "ops": ops}
-    # group sizes
-    labels: set[str | None] = set()
-    size: dict[str | None, list[int]] = {}
-    for site, r in replies.items():
-        sz = r["_sizes"]
-        cells = sz.get("cells")
-        arr = _arr(site, sz, "size", 1, kind="i")
-        if not isinstance(cells, list) or len(cells) != len(arr):
-            raise garbage(site, "group sizes do not match their groups")
-        for lab, n in zip(cells, arr, strict=True):
-            labels.add(lab)
-            size.setdefault(lab, []).append(int(n))
+    labels, size = _group_sizes(replies)
     groups = ["Overall"] + ([f"{by}={lv}" for lv in sorted(x for x in labels if x is not None)] if by else [])
     member = {g: ([lab for lab in labels] if g == "Overall" else [g.split("=", 1)[1]]) for g in groups}
     k = ctx.policy.min_cell
@@ -428,6 +437,22 @@ def table1_protocol(ctx: Context, a: Any) -> Protocol:
         else:
             rows += _num_rows(v, per_site, groups, member, by, ctx, exact=cuts[v] is None)
     return {"type": "table1", "by": by, "groups": groups, "rows": rows}, {}
+
+
+def _group_sizes(replies: Replies) -> tuple[set[str | None], dict[str | None, list[int]]]:
+    """The group labels the sites saw, and each group's size per site."""
+    labels: set[str | None] = set()
+    size: dict[str | None, list[int]] = {}
+    for site, r in replies.items():
+        sz = r["_sizes"]
+        cells = sz.get("cells")
+        arr = _arr(site, sz, "size", 1, kind="i")
+        if not isinstance(cells, list) or len(cells) != len(arr):
+            raise garbage(site, "group sizes do not match their groups")
+        for lab, n in zip(cells, arr, strict=True):
+            labels.add(lab)
+            size.setdefault(lab, []).append(int(n))
+    return labels, size
 
 
 def _cat_rows(

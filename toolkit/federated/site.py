@@ -47,44 +47,31 @@ class SiteData:
 
 
 def study_data(spec_json: dict[str, Any], registry: Path) -> SiteData:
-    """Run the study's cohort and features on this registry (as the pooled runner does).
+    """The study's cohort and features on this registry: the study engine's own data stage
+    (:func:`toolkit.study.data.build_study_data`), as a pooled run builds them.
 
     A note lexicon given as a file path would have to exist at the site; the packaged
     lexicons need nothing.
     """
-    from toolkit.cohort.compile import compile_cohort
-    from toolkit.cohort.run import DuckDBBackend, execute
-    from toolkit.cohort.spec import CohortSpec
-    from toolkit.features.fusion import build_features
-    from toolkit.study.spec import StudySpec, validate_references
+    from toolkit.study.data import build_study_data, compile_study
+    from toolkit.study.plan import plan_from_spec
+    from toolkit.study.spec import StudySpec
 
     spec = StudySpec.model_validate(spec_json)
-    assert isinstance(spec.cohort, CohortSpec)
-    source = f"study {spec.name}"
+    plan = plan_from_spec(spec, source=f"study {spec.name}")
     with Registry(registry) as reg:
-        backend = DuckDBBackend(reg)
-        compiled = compile_cohort(spec.cohort, attributes=backend.attributes(), source=f"{source}: cohort")
-        validate_references(spec, source=source, cohort_columns=list(compiled.columns))
-        cohort = execute(compiled, backend)
-        # the same feature builder as the pooled runner (structured, note and image features)
-        fused = build_features(
-            cohort.cohort,
-            reg,
-            spec.features,
-            concept_sets={k: v for k, v in spec.cohort.concept_sets.items() if isinstance(v, list)},
-            source=f"{source}: features",
-        )
-        frame = fused.frame
-        return SiteData(
-            frame,
-            cohort.attrition.table,
-            cohort.n,
-            cohort.events,
-            compiled.has_outcome,
-            reg.digest(),
-            backend.attributes(),
-            fused.quality_counts().to_dict("records"),
-        )
+        compiled = compile_study(plan, reg)
+        data = build_study_data(plan, reg, compiled=compiled)
+    return SiteData(
+        data.frame,
+        data.cohort.attrition.table,
+        data.cohort.n,
+        data.cohort.events,
+        compiled.cohort.has_outcome,
+        data.digest,
+        data.attributes,
+        data.quality,
+    )
 
 
 def _spec_key(spec_json: dict[str, Any]) -> str:

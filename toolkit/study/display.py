@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
+    from toolkit.study.results import StudyResults
     from toolkit.study.runner import StudyRun
 
 METRICS = (("c_harrell", "C-index"), ("auroc", "AUROC"), ("brier", "Brier"))
@@ -52,17 +53,17 @@ class Flow:
         return pd.DataFrame(self.steps)
 
 
-def model_table(results: dict[str, Any]) -> pd.DataFrame:
+def model_table(results: StudyResults) -> pd.DataFrame:
     """One row per model: type, horizon, persons, events and cross-validated metrics with 95% CIs."""
     rows = []
-    for name, m in (results.get("models") or {}).items():
-        mt = m.get("metrics", {})
+    for name, m in results.models.items():
+        mt = m.metrics
         row: dict[str, Any] = {
             "model": name,
-            "type": m.get("type"),
-            "horizon_days": m.get("horizon_days"),
-            "n": m.get("n"),
-            "events": m.get("events"),
+            "type": m.type,
+            "horizon_days": m.horizon_days,
+            "n": m.n,
+            "events": m.events,
         }
         for key, label in METRICS:
             row[label] = mt.get(f"{key}_mean")
@@ -94,14 +95,14 @@ def mlflow_link(run_id: str | None, experiment_id: str | None, tracking_uri: str
 def study_run_html(run: StudyRun) -> str:
     r = run.results
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(m.get('type')))}</td>"
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(m.type)}</td>"
         + "".join(
-            f"<td>{_f(m['metrics'].get(f'{k}_mean'))} ({_f(m['metrics'].get(f'{k}_lower'))}–"
-            f"{_f(m['metrics'].get(f'{k}_upper'))})</td>"
+            f"<td>{_f(m.metrics.get(f'{k}_mean'))} ({_f(m.metrics.get(f'{k}_lower'))}–"
+            f"{_f(m.metrics.get(f'{k}_upper'))})</td>"
             for k, _ in METRICS
         )
-        + f"<td>{_f(m['metrics'].get('oof_o_e_ratio'), 2)}</td></tr>"
-        for name, m in (r.get("models") or {}).items()
+        + f"<td>{_f(m.metrics.get('oof_o_e_ratio'), 2)}</td></tr>"
+        for name, m in r.models.items()
     )
     table = (
         "<table><tr><th>model</th><th>type</th>"
@@ -117,8 +118,8 @@ def study_run_html(run: StudyRun) -> str:
         reused = f"computed: {', '.join(run.computed)}"
     return (
         f"<h3>{html.escape(run.spec.title or run.spec.name)}</h3>"
-        f"<p>Cohort: {_count(r['cohort']['n'])} persons, {_count(r['cohort']['events'])} outcome events. "
-        f"{len(r.get('analyses', {}))} analyses, {len(r.get('models', {}))} models ({reused}).</p>"
+        f"<p>Cohort: {_count(r.cohort.n)} persons, {_count(r.cohort.events)} outcome events. "
+        f"{len(r.analyses)} analyses, {len(r.models)} models ({reused}).</p>"
         f"{table}"
         f"<p>MLflow run: {mlflow_link(run.run_id, run.experiment_id, run.tracking_uri)}<br>"
         f"Report: <a href='{html.escape(run.report_path.resolve().as_uri())}' target='_blank'>"

@@ -14,7 +14,9 @@ import markupsafe
 
 from toolkit.cohort.run import Attrition, consort_html
 from toolkit.disclosure import DisclosurePolicy
+from toolkit.study.kinds import KINDS
 from toolkit.study.report_context import report_context
+from toolkit.study.results import StudyResults
 from toolkit.study.spec import StudySpec
 
 
@@ -49,7 +51,7 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def render_report(
     spec: StudySpec,
-    results: dict[str, Any],
+    results: StudyResults,
     plots: dict[str, bytes],
     policy: DisclosurePolicy,
     attrition: Attrition,
@@ -61,11 +63,12 @@ def render_report(
         .get_template("report.html.j2")
         .render(
             spec=spec,
-            r=results,
+            r=results.to_json(),
             images=images,
             flow=flow,
             policy_text=policy.describe(),
             min_cell=policy.min_cell,
+            kinds=KINDS,
             generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             **report_context(spec, results),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.study.results import StudyResults
 from toolkit.study.spec import StudySpec
 from toolkit.study.tripod import SECTION_TITLES, STATUS_LABEL, ReportStatements, tripod_checklist
 
@@ -87,7 +88,7 @@ def predictor_rows(spec: StudySpec) -> list[dict[str, str]]:
     return rows
 
 
-def report_context(spec: StudySpec, results: dict[str, Any]) -> dict[str, Any]:
+def report_context(spec: StudySpec, results: StudyResults) -> dict[str, Any]:
     outcome = getattr(spec.cohort, "outcome", None)
     statements = [
         {"key": k, "label": STATEMENT_LABELS.get(k, k), "text": getattr(spec.report, k)}
@@ -100,7 +101,7 @@ def report_context(spec: StudySpec, results: dict[str, Any]) -> dict[str, Any]:
         "status_label": STATUS_LABEL,
         "section_titles": {
             **SECTION_TITLES,
-            **{f"#analysis-{name}": name for name in results.get("analyses", {})},
+            **{f"#analysis-{name}": name for name in results.analyses},
         },
         "statements": statements,
         "outcome_name": outcome.name if outcome is not None else "outcome",

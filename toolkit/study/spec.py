@@ -18,6 +18,7 @@ from toolkit.cohort.spec import CohortSpec, Offset, check_cohort, parse_offset, 
 from toolkit.errors import StudySpecError
 from toolkit.features.windows import FeatureSpec
 from toolkit.specs import Frozen, parse_model, read_yaml
+from toolkit.study.kinds import Analysis, column_problems
 from toolkit.study.tripod import ReportStatements
 
 
@@ -41,124 +42,6 @@ class RegistrySource(Frozen):
         if sum(x is not None for x in (self.path, self.dataset, self.synthetic)) != 1:
             raise ValueError("give exactly one of 'path', 'dataset' or 'synthetic'")
         return self
-
-
-class KaplanMeierAnalysis(Frozen):
-    type: Literal["kaplan_meier"]
-    name: str
-    by: str | None = None
-    strata: str | None = None
-    times: list[float] = Field(default_factory=list)
-
-
-class CoxAnalysis(Frozen):
-    type: Literal["cox"]
-    name: str
-    covariates: list[str] = Field(min_length=1)
-    ties: Literal["efron", "breslow"] = "efron"
-    strata: str | None = None
-    cluster: str | None = None
-    robust: bool = False
-    cause: int = Field(1, ge=1, description="Event code modelled; k >= 2 gives a cause-specific Cox model.")
-
-
-class Table1Analysis(Frozen):
-    type: Literal["table1"]
-    name: str
-    by: str | None = None
-    variables: list[str] = Field(min_length=1)
-    tests: bool = Field(
-        False, description="Add a p-value per variable (t/ANOVA, Wilcoxon/Kruskal-Wallis, chi-squared)."
-    )
-
-
-class LogRankAnalysis(Frozen):
-    """Log-rank test of equal hazards across the levels of ``by`` (stratified with ``strata``)."""
-
-    type: Literal["logrank"]
-    name: str
-    by: str
-    strata: str | None = None
-
-
-class RMSTAnalysis(Frozen):
-    """Restricted mean survival time to ``tau`` per group, with differences and ratios."""
-
-    type: Literal["rmst"]
-    name: str
-    tau: Offset = Field(description="Horizon: '1826d', or a number of days.")
-    by: str | None = None
-
-    @model_validator(mode="after")
-    def _positive_tau(self) -> RMSTAnalysis:
-        if parse_offset(self.tau) <= 0:
-            raise ValueError(f"tau must be a positive time such as '1826d'; got {self.tau!r}")
-        return self
-
-    @property
-    def tau_days(self) -> float:
-        return parse_offset(self.tau)
-
-
-class CIFAnalysis(Frozen):
-    """Aalen-Johansen cumulative incidence of each cause by group, with Gray's test."""
-
-    type: Literal["cumulative_incidence"]
-    name: str
-    by: str | None = None
-    strata: str | None = Field(None, description="Stratifies Gray's test.")
-    times: list[float] = Field(default_factory=list)
-    causes: list[int] | None = Field(None, description="Event codes to report (default: all >= 1).")
-
-
-class FineGrayAnalysis(Frozen):
-    """Fine-Gray subdistribution hazards regression for one cause (as R cmprsk::crr)."""
-
-    type: Literal["fine_gray"]
-    name: str
-    covariates: list[str] = Field(min_length=1)
-    cause: int = Field(1, ge=1, description="Event code of interest; other codes >= 1 compete.")
-
-
-class LogisticAnalysis(Frozen):
-    """Logistic regression of a 0/1 column (e.g. a horizon label such as ``label_365d``)."""
-
-    type: Literal["logistic"]
-    name: str
-    outcome: str
-    covariates: list[str] = Field(min_length=1)
-
-
-class AblationAnalysis(Frozen):
-    """Modality ablation: one model cross-validated on structured, +notes, +images and all features."""
-
-    type: Literal["ablation"]
-    name: str
-    model: Literal["cox", "xgboost_survival"] = "cox"
-    horizon: Offset = "365d"
-    structured: list[str] | None = Field(None, description="Structured features (default: static + windows).")
-    log: list[str] = Field(default_factory=list, description="Numeric features modelled on the log scale.")
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    folds: int = Field(5, ge=2, le=20)
-    seed: int = 0
-
-    @property
-    def horizon_days(self) -> float:
-        return parse_offset(self.horizon)
-
-
-Analysis = Annotated[
-    KaplanMeierAnalysis
-    | CoxAnalysis
-    | Table1Analysis
-    | LogRankAnalysis
-    | RMSTAnalysis
-    | CIFAnalysis
-    | FineGrayAnalysis
-    | LogisticAnalysis
-    | AblationAnalysis,
-    Field(discriminator="type"),
-]
 
 
 class ModelSpecItem(Frozen):
@@ -218,6 +101,11 @@ class ValidationSpec(Frozen):
         description="Risk thresholds of the threshold table (sensitivity, specificity, PPV, NPV).",
     )
     external: ExternalValidationSpec | None = None
+    ibs_from_zero: bool = Field(
+        False,
+        description="Integrate the Brier score over [0, h] (as riskRegression's crps) instead of "
+        "[h/10, h]; the first reads about 10 % lower.",
+    )
 
 
 class GateSpec(Frozen):
@@ -316,37 +204,7 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
             )
     columns = sorted(set(cohort_columns) | set(feature_names))
 
-    def need(key: str, name: str | None) -> None:
-        if name is not None and name not in columns:
-            problems.append(f"{source}: {key}: unknown column {name!r}; available: {columns}")
-
-    for i, a in enumerate(spec.analyses):
-        if isinstance(a, KaplanMeierAnalysis):
-            need(f"analyses[{i}].by", a.by)
-            need(f"analyses[{i}].strata", a.strata)
-        elif isinstance(a, CoxAnalysis):
-            for j, c in enumerate(a.covariates):
-                need(f"analyses[{i}].covariates[{j}]", c)
-            need(f"analyses[{i}].strata", a.strata)
-            need(f"analyses[{i}].cluster", a.cluster)
-        elif isinstance(a, LogRankAnalysis | RMSTAnalysis | CIFAnalysis):
-            need(f"analyses[{i}].by", a.by)
-            if not isinstance(a, RMSTAnalysis):
-                need(f"analyses[{i}].strata", a.strata)
-        elif isinstance(a, FineGrayAnalysis):
-            for j, c in enumerate(a.covariates):
-                need(f"analyses[{i}].covariates[{j}]", c)
-        elif isinstance(a, LogisticAnalysis):
-            need(f"analyses[{i}].outcome", a.outcome)
-            for j, c in enumerate(a.covariates):
-                need(f"analyses[{i}].covariates[{j}]", c)
-        elif isinstance(a, AblationAnalysis):
-            for j, c in enumerate(a.structured or []):
-                need(f"analyses[{i}].structured[{j}]", c)
-        else:
-            need(f"analyses[{i}].by", a.by)
-            for j, c in enumerate(a.variables):
-                need(f"analyses[{i}].variables[{j}]", c)
+    problems += column_problems(list(spec.analyses), columns, source=source)
     for i, m in enumerate(spec.models):
         for j, f in enumerate(m.log):
             if f not in (m.features or feature_names):

@@ -24,6 +24,7 @@ import yaml
 from pydantic import Field
 
 from toolkit.specs import Frozen
+from toolkit.study.results import ModelResult, StudyResults
 
 Status = Literal["addressed", "partial", "missing", "not_applicable"]
 
@@ -148,35 +149,32 @@ def checklist_items() -> tuple[dict[str, Any], ...]:
 
 # --- rules: (spec, results) -> (status, where, note) or None when the rule finds nothing ---------
 Verdict = tuple[Status, str | None, str]
-Rule = Callable[[Any, dict[str, Any]], Verdict | None]
+Rule = Callable[[Any, StudyResults], Verdict | None]
 
 
-def _models(results: dict[str, Any]) -> dict[str, Any]:
-    return dict(results.get("models") or {})
+def _models(results: StudyResults) -> dict[str, ModelResult]:
+    return dict(results.models)
 
 
-def _model_has(results: dict[str, Any], *keys: str) -> bool:
-    return any(any(k in m for k in keys) for m in _models(results).values())
+def _model_has(results: StudyResults, *keys: str) -> bool:
+    """Whether any model's results hold one of ``keys`` (a block the run produced)."""
+    return any(any(getattr(m, k, None) is not None for k in keys) for m in results.models.values())
 
 
-def _subgroup_variables(m: dict[str, Any]) -> list[str]:
+def _subgroup_variables(m: ModelResult) -> list[str]:
     """The variables a model's performance is reported by (``subgroups.variables`` in results)."""
-    sub = m.get("subgroups")
-    if isinstance(sub, dict):
-        inner = sub.get("variables", sub)
-        return [str(k) for k, v in inner.items() if v] if isinstance(inner, dict) else []
-    return []
+    return [str(k) for k, v in m.subgroups.variables.items() if v] if m.subgroups else []
 
 
-def _by_site(results: dict[str, Any]) -> bool:
+def _by_site(results: StudyResults) -> bool:
     return any("site_id" in _subgroup_variables(m) for m in _models(results).values())
 
 
-def _has_subgroups(results: dict[str, Any]) -> bool:
+def _has_subgroups(results: StudyResults) -> bool:
     return any(_subgroup_variables(m) for m in _models(results).values())
 
 
-def _r_title(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_title(spec: Any, results: StudyResults) -> Verdict | None:
     if not spec.title:
         return None
     words = ("predict", "model", "risk", "score")
@@ -185,7 +183,7 @@ def _r_title(spec: Any, results: dict[str, Any]) -> Verdict | None:
     return "addressed", "#top", "the report's title"
 
 
-def _r_summary(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_summary(spec: Any, results: StudyResults) -> Verdict | None:
     return (
         "partial",
         "#summary",
@@ -193,11 +191,11 @@ def _r_summary(spec: Any, results: dict[str, Any]) -> Verdict | None:
     )
 
 
-def _r_question(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_question(spec: Any, results: StudyResults) -> Verdict | None:
     return ("partial", "#question", "the study question") if spec.question else None
 
 
-def _r_population(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_population(spec: Any, results: StudyResults) -> Verdict | None:
     return (
         "partial",
         "#cohort",
@@ -205,18 +203,17 @@ def _r_population(spec: Any, results: dict[str, Any]) -> Verdict | None:
     )
 
 
-def _r_objectives(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_objectives(spec: Any, results: StudyResults) -> Verdict | None:
     if not spec.question:
         return None
     return "addressed", "#question", "the study question; development with internal validation"
 
 
-def _r_data_source(spec: Any, results: dict[str, Any]) -> Verdict | None:
-    reg = results.get("registry", {})
-    return "partial", "#provenance", f"registry {reg.get('source')} (digest recorded)"
+def _r_data_source(spec: Any, results: StudyResults) -> Verdict | None:
+    return "partial", "#provenance", f"registry {results.registry.source} (digest recorded)"
 
 
-def _r_eligibility(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_eligibility(spec: Any, results: StudyResults) -> Verdict | None:
     return (
         "addressed",
         "#cohort",
@@ -224,40 +221,40 @@ def _r_eligibility(spec: Any, results: dict[str, Any]) -> Verdict | None:
     )
 
 
-def _r_preparation(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_preparation(spec: Any, results: StudyResults) -> Verdict | None:
     return "partial", "#models", "pre-processing (imputation, scaling) inside each training fold"
 
 
-def _r_outcome(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_outcome(spec: Any, results: StudyResults) -> Verdict | None:
     out = getattr(spec.cohort, "outcome", None)
     if out is None:
         return None
-    hz = ", ".join(h["name"].removeprefix("label_") for h in results.get("cohort", {}).get("horizons", []))
+    hz = ", ".join(h.name.removeprefix("label_") for h in results.cohort.horizons)
     return "addressed", "#cohort", f"outcome '{out.name}'" + (f", horizon {hz}" if hz else "")
 
 
-def _r_predictors_listed(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_predictors_listed(spec: Any, results: StudyResults) -> Verdict | None:
     return "partial", "#predictors", "the candidate predictors are listed; why these is the authors'"
 
 
-def _r_predictor_definitions(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_predictor_definitions(spec: Any, results: StudyResults) -> Verdict | None:
     return "addressed", "#predictors", "each predictor with its codes, time window and aggregation"
 
 
-def _r_sample_size(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_sample_size(spec: Any, results: StudyResults) -> Verdict | None:
     models = _models(results)
     if not models:
         return None
     parts = []
     for name, m in models.items():
-        p = len(m.get("coefficients") or m.get("features") or [])
-        ev = m.get("events")
+        p = len(m.coefficients or m.features or [])
+        ev = m.events
         if ev and p:
             parts.append(f"{name}: {ev} events for {p} parameters ({ev / p:.1f} per parameter)")
     return "partial", "#models", "; ".join(parts) or "events per model reported"
 
 
-def _r_missing_data(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_missing_data(spec: Any, results: StudyResults) -> Verdict | None:
     return (
         "addressed",
         "#models",
@@ -265,28 +262,28 @@ def _r_missing_data(spec: Any, results: dict[str, Any]) -> Verdict | None:
     )
 
 
-def _r_data_use(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_data_use(spec: Any, results: StudyResults) -> Verdict | None:
     k = spec.validation.cv_folds
     return "addressed", "#models", f"{k}-fold cross-validation for evaluation; final fit on all data"
 
 
-def _r_predictor_handling(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_predictor_handling(spec: Any, results: StudyResults) -> Verdict | None:
     logs = sorted({f for m in spec.models for f in m.log})
     note = "numeric predictors standardised, categories as indicators"
     return "addressed", "#model-card", note + (f"; log scale: {', '.join(logs)}" if logs else "")
 
 
-def _r_model_building(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_model_building(spec: Any, results: StudyResults) -> Verdict | None:
     return "addressed", "#model-card", "model types and fixed hyperparameters (no tuning); cross-validation"
 
 
-def _r_cluster(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_cluster(spec: Any, results: StudyResults) -> Verdict | None:
     if _by_site(results):
         return "addressed", "#models", "performance by site"
     return None
 
 
-def _r_measures(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_measures(spec: Any, results: StudyResults) -> Verdict | None:
     if _model_has(results, "decision_curve", "decision_curves", "net_benefit"):
         return "addressed", "#models", "discrimination, calibration and decision curves"
     return (
@@ -296,11 +293,11 @@ def _r_measures(spec: Any, results: dict[str, Any]) -> Verdict | None:
     )
 
 
-def _r_no_updating(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_no_updating(spec: Any, results: StudyResults) -> Verdict | None:
     return "not_applicable", None, "no model updating or recalibration was done"
 
 
-def _r_prediction_object(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_prediction_object(spec: Any, results: StudyResults) -> Verdict | None:
     if _model_has(results, "registered_model"):
         return (
             "addressed",
@@ -310,22 +307,22 @@ def _r_prediction_object(spec: Any, results: dict[str, Any]) -> Verdict | None:
     return "partial", "#model-card", "fitted models are kept with the run; track the run to register them"
 
 
-def _r_no_imbalance(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_no_imbalance(spec: Any, results: StudyResults) -> Verdict | None:
     return "not_applicable", None, "no resampling or class-imbalance method is used"
 
 
-def _r_fairness(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_fairness(spec: Any, results: StudyResults) -> Verdict | None:
     if _has_subgroups(results):
         return "partial", "#models", "performance by subgroup is reported"
     return None
 
 
-def _r_model_output(spec: Any, results: dict[str, Any]) -> Verdict | None:
-    hz = sorted({int(m.get("horizon_days", 0)) for m in _models(results).values()})
+def _r_model_output(spec: Any, results: StudyResults) -> Verdict | None:
+    hz = sorted({int(m.horizon_days) for m in _models(results).values()})
     return "addressed", "#model-card", f"absolute risk at {', '.join(f'{h} days' for h in hz)}; no threshold"
 
 
-def _r_training_vs_evaluation(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_training_vs_evaluation(spec: Any, results: StudyResults) -> Verdict | None:
     return (
         "addressed",
         "#models",
@@ -333,37 +330,37 @@ def _r_training_vs_evaluation(spec: Any, results: dict[str, Any]) -> Verdict | N
     )
 
 
-def _r_code_version(spec: Any, results: dict[str, Any]) -> Verdict | None:
-    sha = str(results.get("code_version", {}).get("git_sha", "unknown"))[:10]
+def _r_code_version(spec: Any, results: StudyResults) -> Verdict | None:
+    sha = results.code_version.git_sha[:10]
     return "partial", "#provenance", f"Regent code version {sha}; study.yaml saved with the run"
 
 
-def _r_flow(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_flow(spec: Any, results: StudyResults) -> Verdict | None:
     return "addressed", "#cohort", "cohort flow with persons and events at every step"
 
 
-def _r_table1(spec: Any, results: dict[str, Any]) -> Verdict | None:
-    for name, a in (results.get("analyses") or {}).items():
+def _r_table1(spec: Any, results: StudyResults) -> Verdict | None:
+    for name, a in results.analyses.items():
         if a.get("type") == "table1":
             return "addressed", f"#analysis-{name}", f"Table 1 ({name})"
     return None
 
 
-def _r_external_only(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_external_only(spec: Any, results: StudyResults) -> Verdict | None:
     return "not_applicable", None, "development with internal validation; no separate evaluation data"
 
 
-def _r_numbers(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_numbers(spec: Any, results: StudyResults) -> Verdict | None:
     if _models(results):
         return "addressed", "#models", "persons and events for each model and each fold"
     return None
 
 
-def _r_model_specification(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_model_specification(spec: Any, results: StudyResults) -> Verdict | None:
     models = _models(results)
     if not models:
         return None
-    if all("coefficients" in m for m in models.values()) and _model_has(results, "registered_model"):
+    if all(m.coefficients is not None for m in models.values()) and _model_has(results, "registered_model"):
         return "addressed", "#model-card", "coefficients listed; the full model is registered in MLflow"
     if _model_has(results, "registered_model"):
         return "addressed", "#model-card", "the full model object is registered in MLflow"
@@ -374,7 +371,7 @@ def _r_model_specification(spec: Any, results: dict[str, Any]) -> Verdict | None
     )
 
 
-def _r_performance(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_performance(spec: Any, results: StudyResults) -> Verdict | None:
     if not _models(results):
         return None
     if _has_subgroups(results):
@@ -382,7 +379,7 @@ def _r_performance(spec: Any, results: dict[str, Any]) -> Verdict | None:
     return "partial", "#models", "cross-validated estimates with 95% CIs; no subgroup performance"
 
 
-def _r_limitations(spec: Any, results: dict[str, Any]) -> Verdict | None:
+def _r_limitations(spec: Any, results: StudyResults) -> Verdict | None:
     return ("addressed", "#limitations", "the limitations section") if spec.report.limitations else None
 
 
@@ -437,7 +434,7 @@ FIXES = {
 }
 
 
-def _judge(row: dict[str, Any], spec: Any, results: dict[str, Any]) -> Verdict:
+def _judge(row: dict[str, Any], spec: Any, results: StudyResults) -> Verdict:
     rule, key = row.get("rule"), row.get("statement")
     found = RULES[rule](spec, results) if rule else None
     stated = getattr(spec.report, key, None) if key else None
@@ -455,7 +452,7 @@ def _judge(row: dict[str, Any], spec: Any, results: dict[str, Any]) -> Verdict:
     return "missing", None, FIXES.get(str(rule), "not found in the report")
 
 
-def tripod_checklist(spec: Any, results: dict[str, Any]) -> Checklist:
+def tripod_checklist(spec: Any, results: StudyResults) -> Checklist:
     """Fill in TRIPOD+AI from a study spec and its ``results.json``."""
     items = []
     for row in checklist_items():

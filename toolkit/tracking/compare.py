@@ -19,6 +19,7 @@ import html
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import yaml
 from scipy import stats
 
 from toolkit.errors import RunNotFoundError
+from toolkit.study.results import ModelResult, StudyResults, read_results
 
 METRICS = ("c_harrell", "auroc", "brier")
 LABELS = {"c_harrell": "C-index", "auroc": "AUROC", "brier": "Brier"}
@@ -37,17 +39,17 @@ class RunInfo:
     """What identifies one run: where it came from and the reproducibility parameters."""
 
     label: str  # the run id, or the output folder of an untracked run
-    results: dict[str, Any]
+    results: StudyResults
     spec_yaml: str
     status: str | None = None
 
     @property
     def cohort_n(self) -> int | None:
-        return self.results.get("cohort", {}).get("n")
+        return self.results.cohort.n
 
     @property
     def cohort_events(self) -> int | None:
-        return self.results.get("cohort", {}).get("events")
+        return self.results.cohort.events
 
 
 @dataclass(frozen=True)
@@ -187,29 +189,31 @@ def _spec_changes(a_yaml: str, b_yaml: str) -> list[tuple[str, Any, Any]]:
     return [(k, fa.get(k, "(absent)"), fb.get(k, "(absent)")) for k in keys if fa.get(k) != fb.get(k)]
 
 
-def _same_folds(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def _same_folds(a: StudyResults, b: StudyResults) -> bool:
     """Fold assignment depends only on the cohort's event vector, the seed and k."""
     return (
-        a.get("registry", {}).get("digest") == b.get("registry", {}).get("digest")
-        and a.get("cohort", {}).get("n") == b.get("cohort", {}).get("n")
-        and a.get("cohort", {}).get("events") == b.get("cohort", {}).get("events")
-        and a.get("seed") == b.get("seed")
+        a.registry.digest == b.registry.digest
+        and a.cohort.n == b.cohort.n
+        and a.cohort.events == b.cohort.events
+        and a.seed == b.seed
     )
 
 
-def _delta(metric: str, ma: dict[str, Any], mb: dict[str, Any], paired: bool) -> MetricDelta | None:
-    a, b = ma["metrics"].get(f"{metric}_mean"), mb["metrics"].get(f"{metric}_mean")
+def _delta(metric: str, ma: ModelResult, mb: ModelResult, paired: bool) -> MetricDelta | None:
+    a, b = ma.metrics.get(f"{metric}_mean"), mb.metrics.get(f"{metric}_mean")
     if a is None and b is None:
         return None
-    a_ci = (ma["metrics"].get(f"{metric}_lower"), ma["metrics"].get(f"{metric}_upper"))
-    b_ci = (mb["metrics"].get(f"{metric}_lower"), mb["metrics"].get(f"{metric}_upper"))
+    a_ci = (ma.metrics.get(f"{metric}_lower"), ma.metrics.get(f"{metric}_upper"))
+    b_ci = (mb.metrics.get(f"{metric}_lower"), mb.metrics.get(f"{metric}_upper"))
     if a is None or b is None:
         return MetricDelta("", metric, a, a_ci, b, b_ci, None, (None, None), "n/a")
-    fa = [f.get(metric) for f in ma.get("folds", [])]
-    fb = [f.get(metric) for f in mb.get("folds", [])]
+    fa = [f.get(metric) for f in ma.folds]
+    fb = [f.get(metric) for f in mb.folds]
     delta = b - a
-    if paired and len(fa) == len(fb) >= 2 and None not in fa and None not in fb:
-        d = [y - x for x, y in zip(fa, fb, strict=True)]
+    xa = [float(v) for v in fa if v is not None]
+    xb = [float(v) for v in fb if v is not None]
+    if paired and len(xa) == len(fa) == len(fb) == len(xb) >= 2:
+        d = [y - x for x, y in zip(xa, xb, strict=True)]
         k = len(d)
         mean = sum(d) / k
         sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (k - 1))
@@ -217,12 +221,13 @@ def _delta(metric: str, ma: dict[str, Any], mb: dict[str, Any], paired: bool) ->
         return MetricDelta(
             "", metric, a, a_ci, b, b_ci, mean, (mean - half, mean + half), "paired over folds"
         )
-    if None in (*a_ci, *b_ci):
+    (al, au), (bl, bu) = a_ci, b_ci
+    if al is None or au is None or bl is None or bu is None:
         return MetricDelta("", metric, a, a_ci, b, b_ci, delta, (None, None), "n/a")
     # each run's CI is a t interval over its folds: recover the standard errors, combine them
     ka, kb = max(len(fa), 2), max(len(fb), 2)
-    se_a = (a_ci[1] - a_ci[0]) / (2 * float(stats.t.ppf(0.975, ka - 1)))
-    se_b = (b_ci[1] - b_ci[0]) / (2 * float(stats.t.ppf(0.975, kb - 1)))
+    se_a = (au - al) / (2 * float(stats.t.ppf(0.975, ka - 1)))
+    se_b = (bu - bl) / (2 * float(stats.t.ppf(0.975, kb - 1)))
     half = 1.959964 * math.sqrt(se_a**2 + se_b**2)
     return MetricDelta("", metric, a, a_ci, b, b_ci, delta, (delta - half, delta + half), "unpaired")
 
@@ -230,12 +235,12 @@ def _delta(metric: str, ma: dict[str, Any], mb: dict[str, Any], paired: bool) ->
 def compare(a: RunInfo, b: RunInfo) -> RunComparison:
     """Compare two runs already loaded (pure: no MLflow, no files)."""
     ra, rb = a.results, b.results
-    prov_keys = (
-        ("spec_hash", lambda r: r.get("spec_hash")),
-        ("registry", lambda r: r.get("registry", {}).get("source")),
-        ("registry digest", lambda r: r.get("registry", {}).get("digest")),
+    prov_keys: tuple[tuple[str, Callable[[StudyResults], Any] | None], ...] = (
+        ("spec_hash", lambda r: r.spec_hash),
+        ("registry", lambda r: r.registry.source),
+        ("registry digest", lambda r: r.registry.digest),
         ("code version", lambda r: _code(r)),
-        ("seed", lambda r: r.get("seed")),
+        ("seed", lambda r: r.seed),
         ("status", None),
     )
     provenance = []
@@ -247,7 +252,7 @@ def compare(a: RunInfo, b: RunInfo) -> RunComparison:
         provenance.append((key, get(ra), get(rb)))
     paired = _same_folds(ra, rb)
     metrics = []
-    models_a, models_b = ra.get("models") or {}, rb.get("models") or {}
+    models_a, models_b = ra.models, rb.models
     for name in [n for n in models_a if n in models_b]:
         for metric in METRICS:
             d = _delta(metric, models_a[name], models_b[name], paired)
@@ -273,9 +278,9 @@ def compare(a: RunInfo, b: RunInfo) -> RunComparison:
     )
 
 
-def _code(r: dict[str, Any]) -> str:
-    cv = r.get("code_version", {})
-    return str(cv.get("git_sha", "unknown"))[:12] + (" (dirty)" if cv.get("git_dirty") == "true" else "")
+def _code(r: StudyResults) -> str:
+    cv = r.code_version
+    return cv.git_sha[:12] + (" (dirty)" if cv.git_dirty == "true" else "")
 
 
 def _from_folder(path: Path) -> RunInfo:
@@ -284,7 +289,7 @@ def _from_folder(path: Path) -> RunInfo:
     spec_file = base / "artifacts" / "study.yaml"
     if not results_file.is_file():
         raise RunNotFoundError(f"{base}: no results.json here (is it a study's --out folder?)")
-    results = json.loads(results_file.read_text(encoding="utf-8"))
+    results = read_results(results_file)
     spec = spec_file.read_text(encoding="utf-8") if spec_file.is_file() else ""
     return RunInfo(str(base), results, spec, None)
 
@@ -313,7 +318,7 @@ def _from_mlflow(run_id: str, mlruns: Path | str) -> RunInfo:
                 f"run {run_id!r} has no results.json/study.yaml artifacts: it is not a finished study "
                 f"run (status {run.info.status})"
             ) from None
-        results = json.loads(Path(results_path).read_text(encoding="utf-8"))
+        results = read_results(Path(results_path))
         spec = Path(spec_path).read_text(encoding="utf-8")
     return RunInfo(run_id, results, spec, run.info.status)
 
@@ -321,9 +326,11 @@ def _from_mlflow(run_id: str, mlruns: Path | str) -> RunInfo:
 def load_run(ref: Any, *, mlruns: Path | str = "mlruns") -> RunInfo:
     """A run from a :class:`~toolkit.study.runner.StudyRun`, a study output folder or an MLflow run id."""
     if hasattr(ref, "results") and hasattr(ref, "spec"):
-        from toolkit.study.runner import _study_yaml
+        from toolkit.study.plan import plan_from_spec
+        from toolkit.study.publish import study_yaml
 
-        return RunInfo(ref.run_id or str(ref.out), ref.results, _study_yaml(ref.spec), None)
+        plan = plan_from_spec(ref.spec, source=str(ref.out))
+        return RunInfo(ref.run_id or str(ref.out), ref.results, study_yaml(plan), None)
     p = Path(str(ref))
     if p.exists():
         return _from_folder(p)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from toolkit.agents.bundle import ModelArtifacts
 from toolkit.agents.contract import ModelSource
 from toolkit.errors import AgentError
+from toolkit.study.results import read_results
 from toolkit.tracking.mlflow_tracker import configure
 
 
@@ -67,7 +67,7 @@ class MLflowModelStore:
             )
         except MlflowException:
             report = None
-        results = json.loads(results_path.read_text(encoding="utf-8"))
+        results = read_results(results_path)
         return ModelArtifacts(model_dir, results, report, run_id, None if source.run_id else name, version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -90,34 +90,51 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": v for k, v in metrics.items() if k not in _COUNTS}
 
 
+@dataclass(frozen=True)
+class ModelPlan:
+    """What to develop: the model (kind, features, horizon, parameters, search) and how to validate it."""
+
+    name: str
+    kind: str
+    features: tuple[str, ...]
+    horizon: float
+    params: Mapping[str, Any] = field(default_factory=dict)
+    splines: tuple[str, ...] = ()
+    search: Mapping[str, Sequence[Any]] | None = None
+    search_folds: int = 3
+    search_metric: str = "brier_ipcw"
+    cv_folds: int = 5
+    seed: int = 0
+    bootstrap: int = 200
+    optimism: int = 40
+    thresholds: tuple[float, ...] = tuple(DEFAULT_THRESHOLDS)
+    subgroups: tuple[str, ...] = ()
+    external: ExternalSplit | None = None
+    ibs_from_zero: bool = False  # integrate the Brier score over [0, h] instead of [h/10, h]
+
+
 def develop_model(
     frame: pd.DataFrame,
+    plan: ModelPlan,
     *,
-    name: str,
-    kind: str,
-    features: Sequence[str],
-    horizon: float,
-    params: Mapping[str, Any] | None = None,
-    splines: Sequence[str] = (),
-    search: Mapping[str, Sequence[Any]] | None = None,
-    search_folds: int = 3,
-    search_metric: str = "brier_ipcw",
-    cv_folds: int = 5,
-    seed: int = 0,
-    bootstrap: int = 200,
-    optimism: int = 40,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    subgroups: Sequence[str] = (),
-    external: ExternalSplit | None = None,
     policy: DisclosurePolicy | None = None,
     progress: Callable[[str], object] | None = None,
-    ibs_from_zero: bool = False,
 ) -> tuple[RiskModel, dict[str, Any], dict[str, bytes]]:
     """Fit, validate and describe one model (see the module docstring).
 
-    ``ibs_from_zero`` integrates the Brier score over [0, h] instead of [h/10, h] (see
-    :func:`ibs_times`); the results then say so in ``validation.ibs_from_zero``.
+    With ``plan.ibs_from_zero`` the Brier score is integrated over [0, h] instead of [h/10, h]
+    (see :func:`ibs_times`); the results then say so in ``validation.ibs_from_zero``.
     """
+    name, kind, features, horizon = plan.name, plan.kind, list(plan.features), plan.horizon
+    params, splines, search = plan.params, plan.splines, plan.search
+    search_folds, search_metric, cv_folds, seed = (
+        plan.search_folds,
+        plan.search_metric,
+        plan.cv_folds,
+        plan.seed,
+    )
+    bootstrap, optimism, thresholds = plan.bootstrap, plan.optimism, plan.thresholds
+    subgroups, external, ibs_from_zero = plan.subgroups, plan.external, plan.ibs_from_zero
     policy = policy or DisclosurePolicy()
     say = progress or (lambda _m: None)
     dev = ~external.mask if external is not None else np.ones(len(frame), bool)

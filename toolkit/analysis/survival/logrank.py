@@ -30,6 +30,7 @@ class LogRankResult:
     p: float
     stratified: bool = False
     rho: float = 0.0  # Fleming-Harrington weight S(t-)^rho; observed/expected are weighted sums
+    events: tuple[int, ...] = ()  # the unweighted event count per group
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -43,7 +44,13 @@ class LogRankResult:
                 for g, o, e in zip(self.groups, self.observed, self.expected, strict=True)
             ],
         }
-        if self.rho != 0:  # the plain log-rank keeps the JSON it always had
+        if self.rho != 0:
+            # weighted sums are statistics, not counts: released under their own names, beside
+            # the event count (which disclosure control treats as the count it is)
+            out["groups"] = [
+                {"group": g, "events": n, "weighted_observed": o, "weighted_expected": e}
+                for g, n, o, e in zip(self.groups, self.events, self.observed, self.expected, strict=True)
+            ]
             out["rho"] = self.rho
         return out
 
@@ -151,4 +158,5 @@ def logrank_test(
         float(stats.chi2.sf(chisq, df)),
         stratified=strata is not None,
         rho=float(rho),
+        events=tuple(int(e[g == i].sum()) for i in range(k)),
     )

@@ -1,0 +1,111 @@
+"""The data stage: a plan and a registry in, the cohort and its feature matrix out.
+
+:func:`compile_study` checks the plan against the registry (the cohort compiles; every column a
+feature, analysis or model names exists) before anything is computed.  :func:`build_study_data`
+then runs the cohort and builds the features (structured, notes, images).  A pooled run, a
+federated site and the scale-out engine all get their :class:`StudyData` from here.
+
+A run passes a :class:`StepCache` to re-use finished steps: a step's key is a hash of its own
+spec and of its inputs' keys, so changing a model never rebuilds the cohort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from toolkit.cohort.compile import CompiledCohort, compile_cohort
+from toolkit.cohort.run import CohortResult, DuckDBBackend, execute
+from toolkit.features.fusion import build_features
+from toolkit.registry.store import Registry
+from toolkit.study.plan import StudyPlan, spec_hash
+from toolkit.study.spec import validate_references
+
+
+class StepCache(Protocol):
+    """Where a run keeps finished steps (``toolkit.study.runner`` keeps them under OUT/.cache)."""
+
+    def get(self, key: str) -> Any | None: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class CompiledStudy:
+    """A plan checked against one registry: the compiled cohort and the registry's identity."""
+
+    plan: StudyPlan
+    cohort: CompiledCohort
+    digest: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The cohort and the one-row-per-index feature matrix every analysis and model reads."""
+
+    cohort: CohortResult
+    frame: pd.DataFrame
+    quality: list[dict[str, Any]]  # data-quality counts per modality and issue (no identifiers)
+    digest: str
+    attributes: dict[str, str]
+    cohort_key: str
+    features_key: str
+    computed: list[str] = field(default_factory=list)  # the steps this call computed (not cached)
+
+
+def compile_study(plan: StudyPlan, registry: Registry) -> CompiledStudy:
+    """Compile the cohort for this registry and check every name the study uses."""
+    backend = DuckDBBackend(registry)
+    attributes = backend.attributes()
+    compiled = compile_cohort(plan.cohort, attributes=attributes, source=f"{plan.source}: cohort")
+    validate_references(plan.spec, source=plan.source, cohort_columns=list(compiled.columns))
+    return CompiledStudy(plan, compiled, registry.digest(), attributes)
+
+
+def build_study_data(
+    plan: StudyPlan,
+    registry: Registry,
+    *,
+    compiled: CompiledStudy | None = None,
+    cache: StepCache | None = None,
+    on_step: Callable[[str], object] | None = None,
+) -> StudyData:
+    """Run the cohort and build the features; ``on_step`` hears ``cohort`` and ``features`` as each
+    starts and ``cohort done``/``features done`` as each ends (progress, resume state, tests)."""
+    c = compiled or compile_study(plan, registry)
+    say = on_step or (lambda _s: None)
+    computed: list[str] = []
+    say("cohort")
+    ckey = "cohort-" + spec_hash(plan.cohort.model_dump(mode="json"), c.digest)
+    cohort = cache.get(ckey) if cache else None
+    if cohort is None:
+        cohort = execute(c.cohort, DuckDBBackend(registry))
+        if cache:
+            cache.put(ckey, cohort)
+        computed.append("cohort")
+    say("cohort done")
+    say("features")
+    fkey = "features-v2-" + spec_hash(
+        plan.spec.features.model_dump(mode="json"), plan.cohort.model_dump(mode="json")["concept_sets"], ckey
+    )
+    hit = cache.get(fkey) if cache else None
+    if hit is None:
+        fused = build_features(
+            cohort.cohort,
+            registry,
+            plan.spec.features,
+            concept_sets={k: v for k, v in plan.cohort.concept_sets.items() if isinstance(v, list)},
+            source=f"{plan.source}: features",
+            base=plan.base,
+        )
+        hit = (fused.frame, fused.quality_counts().to_dict("records"))
+        if cache:
+            cache.put(fkey, hit)
+        computed.append("features")
+    say("features done")
+    frame, quality = hit
+    return StudyData(cohort, frame, quality, c.digest, c.attributes, ckey, fkey, computed)

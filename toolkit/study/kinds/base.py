@@ -1,0 +1,99 @@
+"""What an analysis kind declares, once: its spec, the columns it reads, how it runs, how its entry
+reads as text, its report section, its ``regent analyze`` command and how it is federated.
+
+Everything else is generated from these declarations (:mod:`toolkit.study.kinds`): the
+``analyses`` union of study.yaml, the reference checks, the study step, the CLI subcommands, the
+report sections and the federated run's choice of protocol.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from toolkit.specs import Frozen
+
+#: What running an analysis gives: its results.json entry and its plots (name -> PNG bytes).
+AnalysisOutput = tuple[dict[str, Any], dict[str, bytes]]
+#: (study.yaml key under the analysis, column name) for every column an analysis reads.
+ColumnRef = tuple[str, str]
+Parse = Literal["column", "columns", "numbers", "number", "integer", "integers", "choice", "flag", "text"]
+
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from toolkit.disclosure import DisclosurePolicy
+
+
+class AnalysisSpec(Frozen):
+    """Base of every analysis spec in study.yaml: a ``type`` (the kind) and a ``name``."""
+
+    type: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``regent analyze`` option, filling one field of the kind's spec."""
+
+    name: str  # the option without dashes: "covariates" -> --covariates
+    parse: Parse
+    help: str
+    field: str | None = None  # the spec field (default: the same name)
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def spec_field(self) -> str:
+        return self.field or self.name
+
+
+@dataclass(frozen=True)
+class Command:
+    """The kind's ``regent analyze NAME`` command: its options beyond --data/--time/--event."""
+
+    name: str
+    help: str
+    options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnalysisKind:
+    """An analysis kind: the one place that declares it."""
+
+    type: str
+    spec: builtins.type[AnalysisSpec]
+    title: str  # for docs and error messages
+    run: Callable[[Any, pd.DataFrame, DisclosurePolicy], AnalysisOutput]
+    columns: Callable[[Any], Iterator[ColumnRef]]
+    text: Callable[[dict[str, Any]], str] | None = None  # the CLI's reading of an entry
+    template: str | None = None  # report partial under toolkit/study/templates/kinds/
+    command: Command | None = None
+    protocol: str | None = None  # the federated protocol that computes it (toolkit.federated)
+    not_federated: str | None = None  # why there is none
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if (self.protocol is None) == (self.not_federated is None):
+            raise ValueError(f"analysis kind {self.type!r}: declare either a protocol or why there is none")
+
+
+def with_int_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """The study frame with integer event codes, as the survival functions expect."""
+    return frame.assign(event=frame["event"].astype(int))
+
+
+def refs(**named: str | list[str] | None) -> Iterator[ColumnRef]:
+    """Column references from spec fields: a single column or a list (``covariates[0]`` ...)."""
+    for key, value in named.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                yield f"{key}[{i}]", v
+        else:
+            yield key, value

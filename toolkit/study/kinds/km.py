@@ -1,0 +1,88 @@
+"""Kaplan-Meier survival by group (log-log CIs, medians, survival at declared times), log-rank."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from toolkit.study.kinds.base import (
+    AnalysisKind,
+    AnalysisOutput,
+    AnalysisSpec,
+    ColumnRef,
+    Command,
+    Option,
+    refs,
+    with_int_events,
+)
+from toolkit.study.kinds.logrank import text as logrank_text
+from toolkit.study.kinds.textfmt import g, n, table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from toolkit.disclosure import DisclosurePolicy
+
+
+class KaplanMeierAnalysis(AnalysisSpec):
+    type: Literal["kaplan_meier"]
+    name: str
+    by: str | None = None
+    strata: str | None = None
+    times: list[float] = Field(default_factory=list)
+
+
+def run(a: KaplanMeierAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+    from toolkit.analysis.plots import km_plot
+    from toolkit.analysis.survival.km import kaplan_meier
+
+    km = kaplan_meier(with_int_events(frame), by=a.by, strata=a.strata, times=a.times)
+    plot = km_plot(km, title=a.name, policy=policy, ticks=[0.0, *a.times] if a.times else None)
+    return km.to_dict(), {f"km_{a.name}": plot}
+
+
+def columns(a: KaplanMeierAnalysis) -> Iterator[ColumnRef]:
+    return refs(by=a.by, strata=a.strata)
+
+
+def text(d: dict[str, Any]) -> str:
+    rows = [
+        [grp["group"], n(grp["n"]), n(grp["events"]),
+         f"{g(grp['median'])} ({g(grp['median_lower'])}-{g(grp['median_upper'])})"]
+        for grp in d["groups"]
+    ]  # fmt: skip
+    out = ["Kaplan-Meier (log-log 95% CI)", table(["group", "n", "events", "median (95% CI)"], rows)]
+    at = [
+        [grp["group"], g(a["time"]), f"{g(a['survival'], '.3f')} ({g(a['lower'], '.3f')}-{g(a['upper'], '.3f')})",
+         n(a["n_risk"])]
+        for grp in d["groups"]
+        for a in grp["at"]
+    ]  # fmt: skip
+    if at:
+        out.append(table(["group", "time", "survival (95% CI)", "at risk"], at))
+    if d.get("logrank"):
+        out.append(logrank_text(d["logrank"]).splitlines()[0])
+    return "\n".join(out)
+
+
+KIND = AnalysisKind(
+    type="kaplan_meier",
+    spec=KaplanMeierAnalysis,
+    title="Kaplan-Meier",
+    run=run,
+    columns=columns,
+    text=text,
+    template="kaplan_meier.html.j2",
+    command=Command(
+        "km",
+        "Kaplan-Meier by group (log-log CIs, medians, survival at --times) with the log-rank test.",
+        (
+            Option("by", "column", "Grouping column"),
+            Option("strata", "column", "Stratification column"),
+            Option("times", "numbers", "Comma-separated times, e.g. 365,730"),
+        ),
+    ),
+    protocol="event_counts",
+)

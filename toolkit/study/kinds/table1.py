@@ -1,0 +1,46 @@
+"""Table 1: the cohort described by group (mean (SD), median [IQR], n (%)), optional tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, refs
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from toolkit.disclosure import DisclosurePolicy
+
+
+class Table1Analysis(AnalysisSpec):
+    type: Literal["table1"]
+    name: str
+    by: str | None = None
+    variables: list[str] = Field(min_length=1)
+    tests: bool = Field(
+        False, description="Add a p-value per variable (t/ANOVA, Wilcoxon/Kruskal-Wallis, chi-squared)."
+    )
+
+
+def run(a: Table1Analysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+    from toolkit.analysis.describe import table1
+
+    return table1(frame, a.variables, by=a.by, policy=policy, tests=a.tests).to_dict(), {}
+
+
+def columns(a: Table1Analysis) -> Iterator[ColumnRef]:
+    return refs(by=a.by, variables=a.variables)
+
+
+KIND = AnalysisKind(
+    type="table1",
+    spec=Table1Analysis,
+    title="Table 1",
+    run=run,
+    columns=columns,
+    template="table1.html.j2",
+    protocol="table1",
+)
