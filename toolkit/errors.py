@@ -101,6 +101,11 @@ class AnalysisWarning(ToolkitWarning):
     """A statistic was computed but deserves attention (recorded in the result)."""
 
 
+class SpecWarning(ToolkitWarning):
+    """A specification is valid but asks for something the data cannot give (a horizon beyond the
+    longest follow-up); the message names the file and key."""
+
+
 def yaml_path(loc: tuple[str | int, ...]) -> str:
     """Render a pydantic error location as a YAML key path: ``cohort.inclusion[2].window``."""
     out = ""

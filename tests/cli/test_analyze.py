@@ -38,11 +38,19 @@ def _json(*args: str) -> dict[str, Any]:
 
 
 def test_cif_json_is_the_scrubbed_results_entry() -> None:
+    from toolkit.analysis.survival.release import cif_entry
+    from toolkit.study.kinds.base import partitions
+
     out = _json("cif", "--data", MGUS2, "--by", "sex", "--times", "60,330")
-    expected = cumulative_incidence(pd.read_csv(MGUS2), by="sex", times=[60, 330]).to_dict()
-    assert out == json.loads(json.dumps(DisclosurePolicy(min_cell=10).scrub(expected, COUNT_KEYS)))
+    frame = pd.read_csv(MGUS2)
+    res = cumulative_incidence(frame, by="sex", times=[60, 330])
+    policy = DisclosurePolicy(min_cell=10)
+    curves = {g.curve.group: g.curve for g in res.groups}
+    expected = cif_entry(res.to_dict(), curves, partitions(frame, "sex", causes=(1, 2)), policy)
+    assert out == json.loads(json.dumps(policy.scrub(expected, COUNT_KEYS)))
     at_330 = [a for g in out["groups"] for c in g["causes"] for a in c["at"] if a["time"] == 330]
-    assert all(a["n_risk"] is None for a in at_330)  # 1-9 at risk: withheld
+    # 1-9 at risk: the curve has stopped, count and estimate withheld (issue 15)
+    assert all(a["n_risk"] is None and a["cif"] is None for a in at_330)
     shown = _json("cif", "--data", MGUS2, "--by", "sex", "--times", "330", "--no-disclosure")
     assert all(a["n_risk"] > 0 for g in shown["groups"] for c in g["causes"] for a in c["at"])
 
@@ -140,3 +148,53 @@ def test_errors_exit_2_without_a_traceback_through_the_real_entry_point() -> Non
     )
     assert r.returncode == 2
     assert "columns ['agee'] not in the data" in r.stderr and "Traceback" not in r.stderr
+
+
+def _lung_with(tmp_path: Path, column: str, rows: int, value: object) -> str:
+    frame = pd.read_csv(LUNG).astype({column: object})
+    frame.loc[: rows - 1, column] = value
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+#: each command with the options it needs besides --data
+_NEEDS = {
+    "km": (),
+    "cox": ("--covariates", "age"),
+    "logrank": ("--by", "sex"),
+    "rmst": ("--tau", "365"),
+    "aft": (),
+    "cif": (),
+    "finegray": ("--covariates", "age"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(_NEEDS))
+@pytest.mark.parametrize(
+    ("column", "rows", "value", "message"),
+    [
+        ("time", 5, -30, "--time 'time' in bad.csv: 5 of 226 rows are negative"),
+        ("time", 3, "soon", "--time 'time' in bad.csv: 3 of 226 rows are not numbers"),
+        ("time", 4, None, "--time 'time' in bad.csv: 4 of 226 rows are empty"),
+        ("event", 7, -1, "--event 'event' in bad.csv: 7 of 226 rows are not event codes 0..k"),
+        ("event", 2, 0.5, "--event 'event' in bad.csv: 2 of 226 rows are not event codes 0..k"),
+        ("event", 6, "dead", "--event 'event' in bad.csv: 6 of 226 rows are not numbers"),
+    ],
+)
+def test_bad_times_and_event_codes_are_refused_naming_column_and_rows(
+    tmp_path: Path, command: str, column: str, rows: int, value: object, message: str
+) -> None:
+    data = _lung_with(tmp_path, column, rows, value)
+    res = _run(command, "--data", data, *_NEEDS[command])
+    assert isinstance(res.exception, AnalysisError), res.output
+    assert message in str(res.exception)
+
+
+def test_r_style_status_coding_is_pointed_out(tmp_path: Path) -> None:
+    frame = pd.read_csv(LUNG)
+    path = tmp_path / "r.csv"
+    frame.assign(event=frame["event"] + 1).to_csv(path, index=False)  # Surv(): 1 censored, 2 dead
+    res = _run("km", "--data", str(path))
+    assert res.exit_code == 0
+    assert "R's Surv() coding" in res.stderr

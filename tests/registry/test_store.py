@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -99,5 +100,62 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
 def test_not_a_registry(tmp_path: Path) -> None:
     bad = tmp_path / "x.duckdb"
     bad.write_text("not a database")
-    with pytest.raises(RegistryError, match="not a DuckDB registry"):
+    with pytest.raises(RegistryError, match="not a DuckDB file"):
         Registry(bad)
+
+
+def test_a_zero_byte_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.duckdb"
+    empty.write_bytes(b"")
+    with pytest.raises(RegistryError, match=r"empty.duckdb: the file is empty \(0 bytes\)") as err:
+        Registry(empty)
+    assert "\n" not in str(err.value)
+
+
+def test_random_bytes_are_refused_in_one_line(tmp_path: Path, rng: np.random.Generator) -> None:
+    noise = tmp_path / "noise.duckdb"
+    noise.write_bytes(rng.bytes(300_000))
+    with pytest.raises(RegistryError, match=r"noise\.duckdb: not a DuckDB file") as err:
+        Registry(noise)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("keep", [0.02, 0.3, 0.6, 0.95])
+def test_a_truncated_file_is_refused_in_one_line(tmp_path: Path, keep: float) -> None:
+    whole = write_registry(tmp_path / "whole.duckdb", tiny()).read_bytes()
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(whole[: int(len(whole) * keep)])
+    with pytest.raises(RegistryError, match=r"cut.duckdb: (the file is truncated|not a DuckDB file)") as err:
+        Registry(cut)
+    assert "\n" not in str(err.value)
+
+
+def test_damaged_blocks_behind_a_whole_header_are_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = bytearray(write_registry(tmp_path / "r.duckdb", tiny()).read_bytes())
+    data[12288:] = rng.bytes(len(data) - 12288)  # header intact, every block overwritten
+    bad = tmp_path / "damaged.duckdb"
+    bad.write_bytes(bytes(data))
+    with (
+        pytest.raises(RegistryError, match=r"damaged\.duckdb: .*damaged") as err,
+        Registry(bad) as reg,
+    ):
+        reg.digest()  # reads every row: where damage that the catalog hides shows itself
+    assert "\n" not in str(err.value)
+
+
+def test_the_cli_prints_one_line_for_a_truncated_registry(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    whole = write_registry(tmp_path / "whole.duckdb", tiny()).read_bytes()
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(whole[: len(whole) // 2])
+    r = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli.main", "registry", "check", str(cut)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONWARNINGS": "ignore", "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 2
+    assert r.stdout == "" and r.stderr.count("\n") == 1 and "the file is truncated" in r.stderr

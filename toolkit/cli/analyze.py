@@ -61,8 +61,6 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _columns(frame: pd.DataFrame, source: Path, **named: str | None) -> None:
-    import pandas as pd
-
     for option, col in named.items():
         if col is not None and col not in frame.columns:
             raise AnalysisError(
@@ -70,8 +68,45 @@ def _columns(frame: pd.DataFrame, source: Path, **named: str | None) -> None:
             )
     for option in ("time", "event"):
         col = named.get(option)
-        if col is not None and not pd.api.types.is_numeric_dtype(frame[col]):
-            raise AnalysisError(f"--{option} {col!r}: expected a numeric column")
+        if col is not None:
+            _check_outcome(frame[col], f"--{option} {col!r} in {source.name}", option)
+
+
+def _check_outcome(values: pd.Series, where: str, option: str) -> None:
+    """Refuse follow-up times that are missing, not numbers, negative or infinite, and event codes
+    other than 0 (censored), 1 (event), k >= 2 (competing cause k): the message names the column
+    and how many rows, never a value.  Before this, such rows were read as they came."""
+    import numpy as np
+    import pandas as pd
+
+    number = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values) else None
+    total = len(values)
+    problems: list[tuple[int, str]] = []
+    if number is None:
+        problems.append((total, "are true/false, not numbers"))
+    else:
+        problems.append((int(values.isna().sum()), "are empty"))
+        problems.append((int((number.isna() & values.notna()).sum()), "are not numbers"))
+        x = number.to_numpy(float)
+        if option == "time":
+            problems.append((int(np.isinf(x).sum()), "are infinite"))
+            problems.append((int((x < 0).sum()), "are negative (follow-up times must be >= 0)"))
+        else:
+            bad = np.isfinite(x) & ((x < 0) | (x != np.round(x)))
+            problems.append(
+                (
+                    int(bad.sum() + np.isinf(x).sum()),
+                    "are not event codes 0..k (0 censored, 1 event, k >= 2 competing)",
+                )
+            )
+    found = [f"{n} of {total} rows {what}" for n, what in problems if n]
+    if found:
+        raise AnalysisError(f"{where}: " + "; ".join(found))
+    if option == "event" and number is not None and len(number) and set(number.unique()) <= {1, 2}:
+        sys.stderr.write(
+            f"warning: {where}: codes 1 and 2 only, no 0: if 1 means censored and 2 an event (R's "
+            "Surv() coding), recode to 0/1; Regent reads 1 as the event and 2 as a competing event\n"
+        )
 
 
 def _value(opt: Option, raw: Any) -> Any:

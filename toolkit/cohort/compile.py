@@ -379,7 +379,7 @@ def compile_cohort(
         )
         for h in spec.outcome.horizons:
             hd = C.parse_offset(h)
-            horizons.append((f"label_{int(hd) if float(hd).is_integer() else hd}d", hd))
+            horizons.append((C.horizon_column(h), hd))
         out_cols = ["time", "event", "censor_reason"] + [n for n, _ in horizons]
         extra = [f"{osql.reason} AS censor_reason"] + [
             f"CASE WHEN event = 1 AND time <= {lit(hd)} THEN 1 WHEN time >= {lit(hd)} THEN 0 "

@@ -1,6 +1,7 @@
 """The cohort specification: YAML and the equivalent frozen pydantic objects.
 
-Relative times are written as ``365d`` (days) or ``12h`` (hours), negative before index;
+Relative times are written as ``365d`` (days), ``12h`` (hours), ``2w``, ``6mo`` or ``5y`` (a year is
+365.25 days, a month 30.4375), negative before index;
 ``all`` as a window start means "any time before".  ``docs/cohorts.md`` documents the language
 with worked examples; ``regent cohort schema`` prints the JSON Schema.
 """
@@ -16,23 +17,27 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from toolkit.errors import CohortSpecError
 from toolkit.registry import schema as S
-from toolkit.specs import Frozen, parse_model, read_yaml
-
-_OFFSET_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([dh])\s*$")
+from toolkit.specs import Duration, Frozen, parse_duration, parse_model, read_yaml
 
 
 def parse_offset(value: str | int | float) -> float:
-    """``'-365d'`` -> -365.0 days; ``'12h'`` -> 0.5; a bare number is days."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    m = _OFFSET_RE.match(str(value))
-    if not m:
-        raise ValueError(f"expected a relative time like '-365d', '0d' or '12h'; got {value!r}")
-    n = float(m.group(1))
-    return n / 24.0 if m.group(2) == "h" else n
+    """``'-365d'`` -> -365.0 days; ``'5y'`` -> 1826.25; ``'12h'`` -> 0.5; a bare number is days
+    (:func:`toolkit.specs.parse_duration`, units and day lengths in ``UNIT_DAYS``)."""
+    return parse_duration(value)
 
 
-Offset = Annotated[str | int | float, Field(description="Relative time: '-365d', '0d', '12h'.")]
+#: Relative time: '-365d', '0d', '6mo', '5y', '12h'; checked when the spec is loaded.
+Offset = Duration
+
+
+def horizon_column(horizon: str | int | float) -> str:
+    """The cohort's label column of a horizon: ``label_365d`` for whole days; otherwise named as
+    written (``5y`` -> ``label_5y``, ``6mo`` -> ``label_6mo``), a usable SQL name either way."""
+    days = parse_offset(horizon)
+    if float(days).is_integer():
+        return f"label_{int(days)}d"
+    written = str(horizon).strip() if isinstance(horizon, str) else f"{days:g}d"
+    return "label_" + re.sub(r"[^A-Za-z0-9]", "_", written)
 
 
 def _check_code_pattern(code: str) -> str:

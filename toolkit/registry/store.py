@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import struct
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -192,16 +193,27 @@ class Registry:
         self.path = Path(path)
         if not self.path.is_file():
             raise RegistryError(f"{self.path}: registry file not found")
+        check_file(self.path)
         self.con = duckdb.connect()
         _no_progress_bar(self.con)
         try:
             self.con.execute(f"ATTACH '{_sql_str(str(self.path))}' AS reg (READ_ONLY)")
         except duckdb.Error as exc:
             self.con.close()
-            raise RegistryError(f"{self.path}: not a DuckDB registry ({type(exc).__name__})") from None
+            raise RegistryError(
+                f"{self.path}: not a readable DuckDB registry ({type(exc).__name__}); the file may be "
+                "damaged or from another DuckDB version: rebuild or re-import it"
+            ) from None
         self.con.execute("USE reg")
         if validate:
-            problems = schema_problems(self)
+            try:
+                problems = schema_problems(self)
+            except duckdb.Error as exc:
+                self.close()
+                raise RegistryError(
+                    f"{self.path}: the registry cannot be read ({type(exc).__name__}); the file is "
+                    "damaged or incomplete: copy it again, or rebuild or re-import it"
+                ) from None
             if problems:
                 self.close()
                 raise RegistryError(
@@ -247,6 +259,15 @@ class Registry:
 
         DuckDB's ``hash`` is stable within a DuckDB version; the digest records that version.
         """
+        try:
+            return self._digest()
+        except duckdb.Error as exc:  # reading every row is where a damaged file shows itself
+            raise RegistryError(
+                f"{self.path}: the registry cannot be read ({type(exc).__name__}); the file is "
+                "damaged or incomplete: copy it again, or rebuild or re-import it"
+            ) from None
+
+    def _digest(self) -> str:
         h = hashlib.sha256(f"duckdb={duckdb.__version__};".encode())
         present = self.table_names()
         for name in sorted(S.TABLES):
@@ -272,6 +293,36 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_HEADER = 4096  # DuckDB's main header and its two database headers are 4 KiB each
+
+
+def check_file(path: Path) -> None:
+    """Refuse, in one line, a file that cannot be a whole DuckDB database: empty, without
+    DuckDB's header (random bytes, another format), or shorter than its header says (a copy or
+    download cut short).  The header's active copy (the higher iteration) gives the number of
+    blocks and the block size; a file from a DuckDB whose header does not hold them is left to
+    DuckDB to judge."""
+    size = path.stat().st_size
+    if size == 0:
+        raise RegistryError(f"{path}: the file is empty (0 bytes); expected a DuckDB registry")
+    with path.open("rb") as fh:
+        head = fh.read(3 * _HEADER)
+    if len(head) < 3 * _HEADER or head[8:12] != b"DUCK":
+        raise RegistryError(
+            f"{path}: not a DuckDB file (no DuckDB header in its first bytes); expected a registry "
+            "built by regent registry import/synth"
+        )
+    headers = [struct.unpack_from("<6Q", head, off) for off in (_HEADER, 2 * _HEADER)]
+    _, _, _, _, blocks, block_size = max(headers, key=lambda h: h[1] if h[1] < 2**62 else -1)
+    sane = block_size in {2**k for k in range(14, 31)} and blocks < 2**40
+    expected = 3 * _HEADER + blocks * block_size
+    if sane and size < expected:
+        raise RegistryError(
+            f"{path}: the file is truncated ({size} bytes; its header says {expected}): a copy or "
+            "download was cut short; copy it again, or rebuild or re-import it"
+        )
 
 
 def _sql_str(value: str) -> str:

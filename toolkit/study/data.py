@@ -11,7 +11,8 @@ spec and of its inputs' keys, so changing a model never rebuilds the cohort.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ import pandas as pd
 
 from toolkit.cohort.compile import CompiledCohort, compile_cohort
 from toolkit.cohort.run import CohortResult, DuckDBBackend, execute
+from toolkit.cohort.spec import parse_offset
+from toolkit.errors import SpecWarning
 from toolkit.features.fusion import build_features
 from toolkit.registry.store import Registry
 from toolkit.study.plan import StudyPlan, spec_hash
@@ -87,6 +90,7 @@ def build_study_data(
         if cache:
             cache.put(ckey, cohort)
         computed.append("cohort")
+    warn_beyond_follow_up(plan, cohort)
     say("cohort done")
     say("features")
     fkey = "features-v2-" + spec_hash(
@@ -109,3 +113,37 @@ def build_study_data(
     say("features done")
     frame, quality = hit
     return StudyData(cohort, frame, quality, c.digest, c.attributes, ckey, fkey, computed)
+
+
+def horizons(plan: StudyPlan) -> Iterator[tuple[str, float]]:
+    """Every time point the study evaluates at, with its study.yaml key: cohort horizons, model
+    horizons, and the horizons, tau and reporting times of analyses."""
+    out = plan.cohort.outcome
+    for i, h in enumerate(out.horizons if out is not None else []):
+        yield f"cohort.outcome.horizons[{i}]", parse_offset(h)
+    for i, m in enumerate(plan.spec.models):
+        yield f"models[{i}].horizon", m.horizon_days
+    for i, a in enumerate(plan.spec.analyses):
+        for key in ("horizon", "tau"):
+            if getattr(a, key, None) is not None:
+                yield f"analyses[{i}].{key}", parse_offset(getattr(a, key))
+        for j, t in enumerate(getattr(a, "times", None) or []):
+            yield f"analyses[{i}].times[{j}]", float(t)
+
+
+def warn_beyond_follow_up(plan: StudyPlan, cohort: CohortResult) -> list[str]:
+    """Warn (:class:`SpecWarning`) for each horizon beyond the cohort's longest follow-up: nobody
+    is observed that long, so nothing evaluated there rests on data.  Returns the messages."""
+    frame = cohort.cohort
+    if "time" not in frame.columns or frame.empty:
+        return []
+    longest = float(pd.to_numeric(frame["time"], errors="coerce").max())
+    messages = [
+        f"{plan.source}: {key}: {days:g} days lies beyond the follow-up of every person in the "
+        "cohort; estimates at this time rest on no one observed that long"
+        for key, days in horizons(plan)
+        if days > longest
+    ]
+    for msg in messages:
+        warnings.warn(SpecWarning(msg), stacklevel=2)
+    return messages

@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from toolkit.cohort.spec import CohortSpec, Offset, check_cohort, parse_offset, resolve_concepts
+from toolkit.cohort.spec import CohortSpec, check_cohort, parse_offset, resolve_concepts
 from toolkit.errors import StudySpecError
 from toolkit.features.windows import FeatureSpec
-from toolkit.specs import Frozen, parse_model, read_yaml
+from toolkit.specs import Frozen, PositiveDuration, parse_model, read_yaml
 from toolkit.study.kinds import Analysis, column_problems
 from toolkit.study.tripod import ReportStatements
 
@@ -47,7 +47,7 @@ class RegistrySource(Frozen):
 class ModelSpecItem(Frozen):
     name: str
     type: Literal["cox", "xgboost_survival", "logistic", "xgboost"]
-    horizon: Offset
+    horizon: PositiveDuration
     features: list[str] | None = Field(None, description="Default: every feature.")
     log: list[str] = Field(default_factory=list, description="Numeric features modelled on the log scale.")
     splines: list[str] = Field(

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from toolkit.cohort.spec import Offset, parse_offset
+from toolkit.cohort.spec import parse_offset
+from toolkit.specs import PositiveDuration
 from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, refs
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ class AblationAnalysis(AnalysisSpec):
     type: Literal["ablation"]
     name: str
     model: Literal["cox", "xgboost_survival"] = "cox"
-    horizon: Offset = "365d"
+    horizon: PositiveDuration = "365d"
     structured: list[str] | None = Field(None, description="Structured features (default: static + windows).")
     log: list[str] = Field(default_factory=list, description="Numeric features modelled on the log scale.")
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)

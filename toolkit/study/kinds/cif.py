@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from toolkit.specs import TimePoint
 from toolkit.study.kinds.base import (
     AnalysisKind,
     AnalysisOutput,
@@ -32,7 +33,7 @@ class CIFAnalysis(AnalysisSpec):
     name: str
     by: str | None = None
     strata: str | None = Field(None, description="Stratifies Gray's test.")
-    times: list[float] = Field(default_factory=list)
+    times: list[TimePoint] = Field(default_factory=list, description="Days (or durations: 90d, 6mo, 1y).")
     causes: list[int] | None = Field(None, description="Event codes to report (default: all >= 1).")
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from toolkit.specs import TimePoint
 from toolkit.study.kinds.base import (
     AnalysisKind,
     AnalysisOutput,
@@ -31,7 +32,7 @@ class KaplanMeierAnalysis(AnalysisSpec):
     name: str
     by: str | None = None
     strata: str | None = None
-    times: list[float] = Field(default_factory=list)
+    times: list[TimePoint] = Field(default_factory=list, description="Days (or durations: 90d, 6mo, 1y).")
 
 
 def run(a: KaplanMeierAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
