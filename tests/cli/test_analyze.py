@@ -38,11 +38,19 @@ def _json(*args: str) -> dict[str, Any]:
 
 
 def test_cif_json_is_the_scrubbed_results_entry() -> None:
+    from toolkit.analysis.survival.release import cif_entry
+    from toolkit.study.kinds.base import partitions
+
     out = _json("cif", "--data", MGUS2, "--by", "sex", "--times", "60,330")
-    expected = cumulative_incidence(pd.read_csv(MGUS2), by="sex", times=[60, 330]).to_dict()
-    assert out == json.loads(json.dumps(DisclosurePolicy(min_cell=10).scrub(expected, COUNT_KEYS)))
+    frame = pd.read_csv(MGUS2)
+    res = cumulative_incidence(frame, by="sex", times=[60, 330])
+    policy = DisclosurePolicy(min_cell=10)
+    curves = {g.curve.group: g.curve for g in res.groups}
+    expected = cif_entry(res.to_dict(), curves, partitions(frame, "sex", causes=(1, 2)), policy)
+    assert out == json.loads(json.dumps(policy.scrub(expected, COUNT_KEYS)))
     at_330 = [a for g in out["groups"] for c in g["causes"] for a in c["at"] if a["time"] == 330]
-    assert all(a["n_risk"] is None for a in at_330)  # 1-9 at risk: withheld
+    # 1-9 at risk: the curve has stopped, count and estimate withheld (issue 15)
+    assert all(a["n_risk"] is None and a["cif"] is None for a in at_330)
     shown = _json("cif", "--data", MGUS2, "--by", "sex", "--times", "330", "--no-disclosure")
     assert all(a["n_risk"] > 0 for g in shown["groups"] for c in g["causes"] for a in c["at"])
 

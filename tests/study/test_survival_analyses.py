@@ -111,8 +111,10 @@ def test_runner_entries_and_plots(frame: pd.DataFrame) -> None:
     assert set(plots) == {"cif_ci"} and plots["cif_ci"].startswith(b"\x89PNG")
     released = _released(ci, policy)
     at_330 = [a for g in released["groups"] for c in g["causes"] for a in c["at"] if a["time"] == 330]
-    # 1-9 are still at risk at 330 months in each group: their count is withheld, the estimate is not
-    assert at_330 and all(a["n_risk"] is None and a["cif"] is not None for a in at_330)
+    # 1-9 are still at risk at 330 months in each group: the curve has stopped there, so the
+    # estimate is withheld with its count, and the row says why (issue 15)
+    assert at_330 and all(a["n_risk"] is None and a["cif"] is None for a in at_330)
+    assert all(a["suppressed"] == "fewer than 10 at risk" for a in at_330)
 
     fg, plots = run_analysis(
         PARSE.validate_python({"type": "fine_gray", "name": "fg", "covariates": ["age", "sex"], "cause": 1}),

@@ -1,19 +1,22 @@
 """Cumulative-incidence curves as PNG bytes, in the style of :func:`toolkit.analysis.plots.km_plot`.
 
 One panel per cause (rising step curves with their log-scale confidence bands) and a
-number-at-risk table.  Under a disclosure policy each curve is truncated where its number at
-risk falls below the minimum cell size, and at-risk counts below it are shown as "–".
+number-at-risk table.  Under a disclosure policy the release rules of
+:mod:`toolkit.analysis.survival.release` apply as in the tables: no curve for a group with fewer
+than k persons, or for a cause with fewer than k events in it; each curve stops where its number
+at risk falls below k; at-risk counts below k are shown as "–".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from toolkit.analysis.plots import PALETTE, _png
 from toolkit.analysis.survival.cif import CIFResult
+from toolkit.analysis.survival.release import group_reason, kept_steps
 from toolkit.disclosure import DisclosurePolicy
 
 
@@ -25,6 +28,7 @@ def cif_plot(
     time_unit: str = "days",
     ticks: Sequence[float] | None = None,
     cause_labels: dict[int, str] | None = None,
+    withheld_n: Collection[str] = (),
 ) -> bytes:
     """Aalen-Johansen cumulative incidence of each cause by group, with an at-risk table."""
     policy = policy or DisclosurePolicy(enabled=False)
@@ -46,21 +50,23 @@ def cif_plot(
         ax, tab = axes[0, j], axes[1, j]
         for i, g in enumerate(result.groups):
             c = g.curve
-            keep = np.ones(len(c.time), bool)
-            if policy.enabled:
-                keep = c.n_risk >= policy.min_cell
             k = c.causes.index(cause)
+            shown_group = group_reason(c.n, c.n, policy) is None
+            released = shown_group and group_reason(c.n, int(c.n_event[:, k].sum()), policy) is None
+            keep = kept_steps(c.n_risk, policy) & released
             t = np.concatenate([[0.0], c.time[keep]])
             f = np.concatenate([[0.0], c.cif[keep, k]])
             lo = np.concatenate([[0.0], c.lower[keep, k]])
             up = np.concatenate([[0.0], c.upper[keep, k]])
             top = max(top, float(up.max()))
             color = PALETTE[i % len(PALETTE)]
-            ax.step(t, f, where="post", color=color, label=c.group, lw=1.8)
-            ax.fill_between(t, lo, up, step="post", color=color, alpha=0.15, lw=0)
+            if released:
+                ax.step(t, f, where="post", color=color, label=c.group, lw=1.8)
+                ax.fill_between(t, lo, up, step="post", color=color, alpha=0.15, lw=0)
             for tk in ticks:
                 n = c.at(tk, cause)[4] if tk > 0 else c.n
-                shown = policy.count(n)
+                hide = not shown_group or (tk <= 0 and c.group in withheld_n)
+                shown = None if hide else policy.count(n)
                 tab.text(
                     tk,
                     ng - i - 0.5,

@@ -14,7 +14,7 @@ categorical variable gets Pearson's chi-squared test without continuity correcti
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,8 @@ import pandas as pd
 from scipy import stats
 
 from toolkit.analysis.design import is_categorical
-from toolkit.disclosure import DisclosurePolicy
+from toolkit.disclosure import DisclosurePolicy, group_sizes
+from toolkit.disclosure.audit import LinearTable
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,18 @@ class Table1:
     rows: tuple[dict[str, object], ...]
     groups: tuple[str, ...]
     by: str | None
+    note: str | None = None  # why cells are withheld (one footnote for the table)
 
     def to_dict(self) -> dict[str, object]:
-        return {"type": "table1", "by": self.by, "groups": list(self.groups), "rows": list(self.rows)}
+        out: dict[str, object] = {
+            "type": "table1",
+            "by": self.by,
+            "groups": list(self.groups),
+            "rows": list(self.rows),
+        }
+        if self.note:
+            out["disclosure_note"] = self.note
+        return out
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(g)}</th>" for g in self.groups)
@@ -91,92 +101,218 @@ def table1(
     policy: DisclosurePolicy | None = None,
     tests: bool = False,
 ) -> Table1:
-    """Table 1; with a ``policy``, small counts are shown as ``<k`` and their percentages hidden.
+    """Table 1; with a ``policy``, counts are released under complementary suppression.
 
+    Every count (group sizes, level counts, missing counts) is one cell of a linear table whose
+    margins a reader knows (each group's levels and missing add up to its n; each row's groups add
+    up to its Overall cell); :meth:`DisclosurePolicy.protect_table` withholds the counts 1..k-1
+    (shown ``<k``) and as many others as it takes that none can be derived (shown ``withheld``).
+    A group's summary of a numeric variable needs k values; percentages need a published
+    denominator; SMDs and chi-squared p-values are left out where a count they use is withheld.
     ``tests=True`` (needs ``by``) adds a p-value to each variable's first row (see the module doc).
     """
     policy = policy or DisclosurePolicy(enabled=False)
-
-    def cnt(n: int, denom: int | None = None) -> str:
-        shown = policy.count(n)
-        if shown is None:
-            return f"<{policy.min_cell}"
-        if denom is None:
-            return str(shown)
-        return f"{shown} ({100 * n / denom:.1f}%)" if denom else "–"
-
     groups: list[tuple[str, pd.DataFrame]] = [("Overall", frame)]
     if by is not None:
         for level in sorted(frame[by].dropna().astype(str).unique()):
             groups.append((f"{by}={level}", frame[frame[by].astype(str) == level]))
-    names = tuple(g for g, _ in groups)
-    rows: list[dict[str, object]] = [
-        {
-            "label": "n",
-            "variable": None,
-            "cells": {g: cnt(len(d)) for g, d in groups},
-            "counts": {g: policy.count(len(d)) for g, d in groups},
+        if frame[by].isna().any():  # in Overall, in no group: a reader can difference it
+            groups.append((_BY_MISSING, frame[frame[by].isna()]))
+    kinds = {v: _is_numeric(frame[v]) for v in variables}
+    counts = _count_table(groups, variables, kinds)
+    status = policy.protect_table(counts, **_table_roles(frame, groups, variables, kinds, by, policy))  # type: ignore[arg-type]
+    shown = [(g, d) for g, d in groups if g != _BY_MISSING]
+    t1 = _Rows(policy, status, counts)
+    rows: list[dict[str, object]] = [t1.count_row("n", None, ("n",), shown)]
+    two = len(shown) == 3
+    for v in variables:
+        if kinds[v]:
+            rows.append(t1.numeric_row(v, shown, two=two, tests=tests and by is not None))
+        else:
+            rows += t1.categorical_rows(v, shown, two=two, tests=tests and by is not None)
+    note = policy.footnote(status.values()) if policy.enabled else None
+    return Table1(tuple(rows), tuple(g for g, _ in shown), by, note)
+
+
+_BY_MISSING = "(group missing)"
+_MISSING = "(missing)"
+_PRESENT = "(present)"
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return not is_categorical(s) and s.dropna().nunique() > 2
+
+
+def _levels(s: pd.Series) -> list[str]:
+    return sorted(s.dropna().astype(str).unique())
+
+
+def _count_table(
+    groups: list[tuple[str, pd.DataFrame]], variables: Sequence[str], kinds: dict[str, bool]
+) -> LinearTable:
+    """Every count of the table as a cell, with the margins a reader can use."""
+    t = LinearTable({})
+    names = [g for g, _ in groups]
+    for g, d in groups:
+        t.add(("n", g), len(d))
+    t.relate(("n", "Overall"), [("n", g) for g in names[1:]])
+    for v in variables:
+        levels = [_PRESENT] if kinds[v] else _levels(groups[0][1][v])
+        for g, d in groups:
+            for lv in levels:
+                n = int(d[v].notna().sum()) if lv == _PRESENT else int((d[v].astype(str) == lv).sum())
+                t.add((v, lv, g), n)
+            t.add((v, _MISSING, g), int(d[v].isna().sum()))
+            t.relate(("n", g), [(v, lv, g) for lv in (*levels, _MISSING)])
+        for lv in (*levels, _MISSING):
+            t.relate((v, lv, "Overall"), [(v, lv, g) for g in names[1:]])
+    return t
+
+
+def _table_roles(
+    frame: pd.DataFrame,
+    groups: list[tuple[str, pd.DataFrame]],
+    variables: Sequence[str],
+    kinds: dict[str, bool],
+    by: str | None,
+    policy: DisclosurePolicy,
+) -> dict[str, object]:
+    """Which cells are never shown, and the statuses of the partitions other tables of the run
+    publish too (the groups' sizes; each categorical variable's levels over everyone), decided
+    by :meth:`DisclosurePolicy.partition` exactly as those tables decide them."""
+    unpublished = {(v, _PRESENT, g) for v in variables for g, _ in groups if kinds[v]}
+    unpublished |= {
+        (v, lv, _BY_MISSING)
+        for v in variables
+        for lv in ((_PRESENT,) if kinds[v] else tuple(_levels(frame[v]))) + (_MISSING,)
+    }
+    fixed: dict[object, str] = {}
+    if by is not None:
+        part = policy.partition(group_sizes(frame[by]))
+        fixed.update({("n", _BY_MISSING if lv == _MISSING else f"{by}={lv}"): st for lv, st in part.items()})
+    for v in variables:
+        if not kinds[v]:
+            part = policy.partition(group_sizes(frame[v]))
+            fixed.update({(v, lv, "Overall"): st for lv, st in part.items()})
+    return {"unpublished": unpublished, "fixed": fixed}
+
+
+@dataclass
+class _Rows:
+    """Renders the rows of Table 1 from the counts and their statuses."""
+
+    policy: DisclosurePolicy
+    status: Mapping[Hashable, str]
+    counts: LinearTable
+
+    def value(self, key: object) -> int | None:
+        return (
+            None
+            if self.status.get(key, "published") != "published"
+            else self.policy.count(self.counts.values[key])
+        )
+
+    def text(self, key: object, denom: int | None = None, public: bool = True) -> str:
+        st = self.status.get(key, "published")
+        if st != "published":
+            return self.policy.marker(st)
+        n = self.counts.values[key]
+        shown = self.policy.count(n)
+        if denom is None or not public:
+            return str(shown)
+        return f"{shown} ({100 * n / denom:.1f}%)" if denom else "–"
+
+    def marks(self, keys: Mapping[str, Hashable]) -> dict[str, str]:
+        return {g: self.status[k] for g, k in keys.items() if self.status.get(k, "published") != "published"}
+
+    def count_row(
+        self,
+        label: str,
+        variable: str | None,
+        key: tuple[object, ...],
+        groups: list[tuple[str, pd.DataFrame]],
+    ) -> dict[str, object]:
+        keys = {g: (*key, g) for g, _ in groups}
+        row: dict[str, object] = {
+            "label": label,
+            "variable": variable,
+            "cells": {g: self.text(k) for g, k in keys.items()},
+            "counts": {g: self.value(k) for g, k in keys.items()},
             "smd": None,
         }
-    ]
-    two = len(groups) == 3
-    for v in variables:
-        s = frame[v]
-        if not is_categorical(s) and s.dropna().nunique() > 2:
-            skewed = abs(float(stats.skew(s.dropna().astype(float)))) > 1 if s.notna().sum() > 2 else False
-            cells = {}
-            for g, d in groups:
-                x = d[v].dropna().astype(float)
-                if len(x) == 0:
-                    cells[g] = "–"
-                elif skewed:
-                    q1, q2, q3 = np.percentile(x, [25, 50, 75])
-                    cells[g] = f"{q2:.1f} [{q1:.1f}, {q3:.1f}]"
-                else:
-                    cells[g] = f"{x.mean():.1f} ({x.std(ddof=1) if len(x) > 1 else 0:.1f})"
-            smd = _smd_numeric(groups[1][1][v], groups[2][1][v]) if two else None
-            row: dict[str, object] = {
-                "label": f"{v}, {'median [IQR]' if skewed else 'mean (SD)'}",
-                "variable": v,
-                "cells": cells,
-                "smd": smd,
-                "missing": {g: policy.count(int(d[v].isna().sum())) for g, d in groups},
-            }
-            if tests and by is not None:
-                row.update(
-                    _numeric_test([d[v].dropna().astype(float).to_numpy() for _, d in groups[1:]], skewed)
+        if self.marks(keys):
+            row["suppressed"] = self.marks(keys)
+        return row
+
+    def numeric_row(
+        self, v: str, groups: list[tuple[str, pd.DataFrame]], *, two: bool, tests: bool
+    ) -> dict[str, object]:
+        s = groups[0][1][v]
+        skewed = abs(float(stats.skew(s.dropna().astype(float)))) > 1 if s.notna().sum() > 2 else False
+        cells, few = {}, []
+        for g, d in groups:
+            x = d[v].dropna().astype(float)
+            if len(x) == 0:
+                cells[g] = "–"
+            elif self.policy.is_small(len(x)):
+                cells[g] = self.policy.marker("small")
+                few.append(g)
+            elif skewed:
+                q1, q2, q3 = np.percentile(x, [25, 50, 75])
+                cells[g] = f"{q2:.1f} [{q1:.1f}, {q3:.1f}]"
+            else:
+                cells[g] = f"{x.mean():.1f} ({x.std(ddof=1) if len(x) > 1 else 0:.1f})"
+        smd = _smd_numeric(groups[1][1][v], groups[2][1][v]) if two and not few else None
+        keys = {g: (v, _MISSING, g) for g, _ in groups}
+        row: dict[str, object] = {
+            "label": f"{v}, {'median [IQR]' if skewed else 'mean (SD)'}",
+            "variable": v,
+            "cells": cells,
+            "smd": smd,
+            "missing": {g: self.value(k) for g, k in keys.items()},
+        }
+        if self.marks(keys):
+            row["suppressed"] = self.marks(keys)
+        if few:
+            row["few_values"] = few
+        if tests:
+            row.update(_numeric_test([d[v].dropna().astype(float).to_numpy() for _, d in groups[1:]], skewed))
+        return row
+
+    def categorical_rows(
+        self, v: str, groups: list[tuple[str, pd.DataFrame]], *, two: bool, tests: bool
+    ) -> list[dict[str, object]]:
+        levels = _levels(groups[0][1][v])
+        names = [g for g, _ in groups]
+        # a percentage reveals its denominator (n - missing): shown only when that is public
+        public = {
+            g: self.value(("n", g)) is not None and self.value((v, _MISSING, g)) is not None for g in names
+        }
+        denom = {g: int(d[v].notna().sum()) for g, d in groups}
+        withheld_any = any(
+            self.status.get((v, lv, g), "published") != "published"
+            for lv in (*levels, _MISSING)
+            for g in names
+        )
+        rows: list[dict[str, object]] = []
+        for level in levels:
+            keys = {g: (v, level, g) for g in names}
+            row = self.count_row(f"{v} = {level}, n (%)", v, (v, level), groups)
+            row["level"] = level
+            row["cells"] = {g: self.text(k, denom[g], public[g]) for g, k in keys.items()}
+            if two and denom[names[1]] and denom[names[2]] and not row.get("suppressed"):
+                c = self.counts.values
+                row["smd"] = _smd_binary(
+                    c[keys[names[1]]] / denom[names[1]], c[keys[names[2]]] / denom[names[2]]
                 )
-            rows.append(row)
-        else:
-            levels = sorted(s.dropna().astype(str).unique())
-            first = len(rows)
-            for level in levels:
-                counts = {g: int((d[v].astype(str) == level).sum()) for g, d in groups}
-                denom = {g: int(d[v].notna().sum()) for g, d in groups}
-                cells = {g: cnt(counts[g], denom[g]) for g, _ in groups}
-                smd = None
-                if two and denom[names[1]] and denom[names[2]]:
-                    smd = _smd_binary(counts[names[1]] / denom[names[1]], counts[names[2]] / denom[names[2]])
-                rows.append(
-                    {
-                        "label": f"{v} = {level}, n (%)",
-                        "variable": v,
-                        "level": level,
-                        "cells": cells,
-                        "counts": {g: policy.count(c) for g, c in counts.items()},
-                        "smd": smd,
-                    }
-                )
-            if tests and by is not None and len(rows) > first:
-                table = [[int((d[v].astype(str) == lv).sum()) for _, d in groups[1:]] for lv in levels]
-                rows[first].update(_chi2_test(np.array(table)))
-            rows.append(
-                {
-                    "label": f"{v}, missing",
-                    "variable": v,
-                    "cells": {g: cnt(int(d[v].isna().sum())) for g, d in groups},
-                    "counts": {g: policy.count(int(d[v].isna().sum())) for g, d in groups},
-                    "smd": None,
-                }
-            )
-    return Table1(tuple(rows), names, by)
+            rows.append(dict(sorted(row.items(), key=lambda kv: _ORDER.index(kv[0]))))
+        if tests and rows and not withheld_any:
+            table = [[self.counts.values[(v, lv, g)] for g in names[1:]] for lv in levels]
+            rows[0].update(_chi2_test(np.array(table)))
+        elif tests and rows:
+            rows[0].update({"test": "chi-squared", "p": None})
+        rows.append(self.count_row(f"{v}, missing", v, (v, _MISSING), groups))
+        return rows
+
+
+_ORDER = ("label", "variable", "level", "cells", "counts", "smd", "suppressed", "test", "p")

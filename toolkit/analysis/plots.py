@@ -1,13 +1,14 @@
 """Plots as PNG bytes (matplotlib, Agg backend): KM curves with an at-risk table, forest plots.
 
-Under a disclosure policy, each KM curve is truncated where its number at risk falls below the
-minimum cell size, and at-risk counts below it are not printed.
+Under a disclosure policy the release rules of :mod:`toolkit.analysis.survival.release` apply,
+exactly as in the tables: a group with fewer than k persons or events has no curve, each curve
+stops where its number at risk falls below k, and at-risk counts below k are not printed.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import matplotlib
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from toolkit.analysis.survival.cox import CoxResult
 from toolkit.analysis.survival.km import KMResult
+from toolkit.analysis.survival.release import group_reason, kept_steps
 from toolkit.disclosure import DisclosurePolicy
 
 PALETTE = ("#1f5a96", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085")
@@ -36,7 +38,11 @@ def km_plot(
     policy: DisclosurePolicy | None = None,
     time_unit: str = "days",
     ticks: Sequence[float] | None = None,
+    withheld_n: Collection[str] = (),
 ) -> bytes:
+    """Curves with an at-risk table; under a policy, the release rules of
+    :mod:`toolkit.analysis.survival.release` (a group below k persons or events is not drawn; a
+    curve stops where fewer than k are at risk); ``withheld_n``: groups whose size the run withholds."""
     policy = policy or DisclosurePolicy(enabled=False)
     fig, (ax, tab) = plt.subplots(
         2, 1, figsize=(7.5, 5.2), gridspec_kw={"height_ratios": [4, 1.2]}, sharex=True
@@ -45,19 +51,19 @@ def km_plot(
     ticks = list(ticks) if ticks is not None else list(np.linspace(0, tmax, 6).round(-1))
     for i, g in enumerate(result.groups):
         c = g.curve
-        keep = np.ones(len(c.time), bool)
-        if policy.enabled:
-            keep = c.n_risk >= policy.min_cell
+        released = group_reason(c.n, c.events, policy) is None
+        keep = kept_steps(c.n_risk, policy) & released
         t = np.concatenate([[0.0], c.time[keep]])
         s = np.concatenate([[1.0], c.survival[keep]])
         lo = np.concatenate([[1.0], np.nan_to_num(c.lower[keep], nan=0.0)])
         up = np.concatenate([[1.0], np.nan_to_num(c.upper[keep], nan=1.0)])
         color = PALETTE[i % len(PALETTE)]
-        ax.step(t, s, where="post", color=color, label=f"{g.curve.group}", lw=1.8)
-        ax.fill_between(t, lo, up, step="post", color=color, alpha=0.15, lw=0)
+        if released:
+            ax.step(t, s, where="post", color=color, label=f"{g.curve.group}", lw=1.8)
+            ax.fill_between(t, lo, up, step="post", color=color, alpha=0.15, lw=0)
         for j, tk in enumerate(ticks):
             n = c.at(tk)[3] if tk > 0 else c.n
-            shown = policy.count(n)
+            shown = policy.count(n) if released and not (tk <= 0 and c.group in withheld_n) else None
             tab.text(
                 tk,
                 len(result.groups) - i - 0.5,

@@ -177,8 +177,15 @@ def _emit(kind: AnalysisKind, entry: dict[str, Any], *, as_json: bool, policy: A
     if as_json or kind.text is None:
         sys.stdout.write(json.dumps(released, indent=2, allow_nan=False) + "\n")
         return
+    from toolkit.study.kinds.textfmt import MIN_CELL
+
     warnings = released.get("warnings") or []
-    sys.stdout.write(kind.text(released) + "".join(f"\nwarning: {w}" for w in warnings) + "\n")
+    token = MIN_CELL.set(policy.min_cell)
+    try:
+        text = kind.text(released)
+    finally:
+        MIN_CELL.reset(token)
+    sys.stdout.write(text + "".join(f"\nwarning: {w}" for w in warnings) + "\n")
     if not policy.enabled:
         sys.stdout.write(policy.describe() + "\n")
 

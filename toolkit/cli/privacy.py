@@ -161,15 +161,19 @@ def privacy_scan(
     folder: Path,
     min_cell: Annotated[int, typer.Option(help="Counts 1..min_cell-1 are findings")] = 10,
 ) -> None:
-    """Scan a study's outputs (results.json, report, CSVs, model cards) for small counts."""
+    """Scan a study's outputs (results.json, report, CSVs, model cards) for small counts, and for
+    withheld counts that the published margins determine or bound inside 1..min_cell-1."""
     from toolkit.disclosure.scan import scan_outputs
 
     findings = scan_outputs(folder, min_cell=min_cell)
     for f in findings:
-        out.print(f"{f.file}: {f.where}: {f.value}")
+        out.print(str(f), markup=False)
     if findings:
         raise typer.Exit(1)
-    out.print(f"no count between 1 and {min_cell - 1} in {folder}")
+    out.print(
+        f"no count between 1 and {min_cell - 1} in {folder}, and none derivable from the published "
+        "margins; no survival estimate for a group below it"
+    )
 
 
 def registry_deidentify(

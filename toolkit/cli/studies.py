@@ -78,7 +78,8 @@ def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:
     elif not run.computed:
         out.print("nothing changed: every step re-used from the cache")
     r = run.results
-    out.print(f"cohort: {r.cohort.n} persons, {r.cohort.events} events")
+    k = r.disclosure.min_cell
+    out.print(f"cohort: {_count(r.cohort.n, k)} persons, {_count(r.cohort.events, k)} events", markup=False)
     for name, m in r.models.items():
         mt = m.metrics
         out.print(
@@ -88,6 +89,11 @@ def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:
     out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
     if track:
         out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
+
+
+def _count(value: int | None, k: int) -> str:
+    """A released count; a withheld one (null in results.json) reads ``<k``."""
+    return f"<{k}" if value is None else str(value)
 
 
 def _f(value: float | None) -> str:

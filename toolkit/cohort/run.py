@@ -169,10 +169,13 @@ def run_cohort(spec: CohortSpec | Path | str, registry: Registry, *, source: str
 def consort_html(attrition: Attrition, *, min_cell: int = 10) -> str:
     """A compact CONSORT-style flow: a box per step with persons remaining, removals beside it.
 
-    Suppressed counts (None after disclosure control) read ``<k``.
+    Suppressed counts (None after disclosure control) read ``<k``; a table with markers
+    (``DisclosurePolicy.attrition(..., markers=True)``) shows them as they are.
     """
 
     def num(v: object) -> str:
+        if isinstance(v, str):
+            return html.escape(v)
         return f"&lt;{min_cell}" if v is None or pd.isna(v) else f"{int(v):,}"  # type: ignore[call-overload]
 
     box = (
@@ -183,7 +186,7 @@ def consort_html(attrition: Attrition, *, min_cell: int = 10) -> str:
     for r in attrition.table.itertuples():
         ev = "" if r.events is None or pd.isna(r.events) else f" · {num(r.events)} events"
         removed = ""
-        if r.removed is None or pd.isna(r.removed) or int(r.removed) > 0:
+        if isinstance(r.removed, str) or r.removed is None or pd.isna(r.removed) or int(r.removed) > 0:
             removed = (
                 f"<span style='color:#a33;font-size:85%;margin-left:8px'>&minus; {num(r.removed)} "
                 "excluded</span>"

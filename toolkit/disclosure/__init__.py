@@ -4,6 +4,6 @@
 A leaf of the pipeline: it imports nothing from Regent, and every layer may use it.
 """
 
-from toolkit.disclosure.policy import COUNT_KEYS, DisclosurePolicy
+from toolkit.disclosure.policy import COUNT_KEYS, MARKERS, DisclosurePolicy, group_sizes
 
-__all__ = ["COUNT_KEYS", "DisclosurePolicy"]
+__all__ = ["COUNT_KEYS", "MARKERS", "DisclosurePolicy", "group_sizes"]

@@ -1,22 +1,28 @@
 """Statistical disclosure control applied to every aggregate that leaves the toolkit.
 
 One policy: a minimum cell size ``k`` (default 10) — a count between 1 and k-1 is never
-released — optional rounding of released counts, and complementary suppression in tables
-where a suppressed count could be recovered by subtraction (attrition: a removed count and
-the remaining count after it are suppressed together).  Turning the policy off takes an
-explicit ``enabled=False`` and is stated in every report.
+released — optional rounding of released counts, and complementary suppression in every table
+whose margins a reader could subtract (:mod:`.audit`: Table 1, attrition, the partitions of a
+grouping variable that several tables publish).  A withheld count reads ``<k`` (1..k-1) or
+``withheld`` (withheld so that a ``<k`` cannot be derived); :data:`MARKERS`.  Turning the policy
+off takes an explicit ``enabled=False`` and is stated in every report.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-SUPPRESSED = None  # how a suppressed count is released (JSON null, an empty CSV cell)
+from toolkit.disclosure.audit import Key, LinearTable, Status, protect, protect_partition
+
+SUPPRESSED = None  # how a suppressed count is released in JSON (null, with a `suppressed` marker)
+#: How a withheld cell reads in HTML, CSV, Markdown and text ({k}: the policy's minimum cell).
+MARKERS = {"small": "<{k}", "complementary": "withheld"}
 _COUNT_PHRASE = re.compile(
     r"(?<![\d.,\-])(\d[\d,]*)(?=\s+(?:rows?|persons?|patients?|people|subjects?|events?|deaths?|"
     r"records?|cases?|individuals?|participants?)\b)",
@@ -52,34 +58,92 @@ class DisclosurePolicy:
         r = f", counts rounded to the nearest {self.rounding}" if self.rounding else ""
         return f"Counts between 1 and {self.min_cell - 1} are suppressed (shown as '<{self.min_cell}'){r}."
 
-    def attrition(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Suppress small removals in an attrition table, with complementary suppression.
+    def marker(self, status: str) -> str:
+        """How a withheld cell reads: ``<k`` for a count 1..k-1, ``withheld`` for a complement."""
+        return MARKERS.get(status, MARKERS["small"]).format(k=self.min_cell)
 
-        ``n`` is cumulative, so a removed count equals the difference of two released ``n``.
-        When step i removes 1..k-1 persons, ``removed[i]`` is suppressed and so is the earlier
-        ``n[i-1]`` (the final cohort size stays visible), which in turn hides ``removed[i-1]``.
-        Outcome events are cumulative too: a small drop in ``events`` hides the earlier value.
+    def footnote(self, statuses: Iterable[str]) -> str | None:
+        """One sentence per table saying why its cells are withheld (None when none is)."""
+        seen = set(statuses)
+        parts = []
+        if "small" in seen:
+            parts.append(f"<{self.min_cell}: between 1 and {self.min_cell - 1}, not released")
+        if "complementary" in seen:
+            parts.append(
+                f"withheld: not released so that no <{self.min_cell} can be worked out from the "
+                "totals (complementary suppression)"
+            )
+        return "; ".join(parts) + "." if parts else None
+
+    def partition(self, sizes: Mapping[str, int], *, primary: Iterable[str] = ()) -> dict[str, Status]:
+        """Statuses of the parts of a published total (persons per group, events per group).
+
+        Every table of a run that publishes the same partition calls this with the same sizes
+        (keyed by level; ``(missing)`` for persons without one) and so withholds the same cells.
         """
+        if not self.enabled:
+            return {k: "published" for k in sizes}
+        return {
+            str(k): v
+            for k, v in protect_partition(dict(sizes), min_cell=self.min_cell, primary=primary).items()
+        }
+
+    def protect_table(
+        self,
+        table: LinearTable,
+        *,
+        unpublished: Iterable[Key] = (),
+        fixed: Mapping[Key, Status] | None = None,
+        primary: Iterable[Key] = (),
+    ) -> dict[Key, Status]:
+        """Primary and complementary suppression of a linear table (:func:`.audit.protect`)."""
+        unpublished = set(unpublished)
+        if not self.enabled:
+            return {k: "unpublished" if k in unpublished else "published" for k in table.values}
+        return protect(table, min_cell=self.min_cell, primary=primary, unpublished=unpublished, fixed=fixed)
+
+    def attrition_status(self, table: pd.DataFrame) -> dict[tuple[int, str], Status]:
+        """Which attrition cells are withheld: the persons, entries and events remaining after
+        each step and the persons each step removed are linked by subtraction (so are the
+        entries and events a step removed, never shown but derivable); the final cohort stays."""
+        records = table.to_dict("records")
+        cells = LinearTable({})
+        unpublished = []
+        for i, r in enumerate(records):
+            for col in ("n", "removed", "entries", "events"):
+                v = r.get(col)
+                if v is not None and not pd.isna(v):
+                    cells.add((i, col), int(v))
+        for i in range(1, len(records)):
+            if (i - 1, "n") in cells.values and (i, "n") in cells.values:
+                parts = [(i, "n")] + ([(i, "removed")] if (i, "removed") in cells.values else [])
+                cells.relate((i - 1, "n"), parts)
+            for col in ("entries", "events"):
+                if (i - 1, col) in cells.values and (i, col) in cells.values:
+                    gone = (i, f"{col}_removed")
+                    cells.add(gone, cells.values[(i - 1, col)] - cells.values[(i, col)])
+                    unpublished.append(gone)
+                    cells.relate((i - 1, col), [(i, col), gone])
+        last = (len(records) - 1, "n")
+        fixed: dict[Key, Status] = {last: "published"} if last in cells.values else {}
+        status = self.protect_table(cells, unpublished=unpublished, fixed=fixed)
+        return {k: v for k, v in status.items() if v not in ("published", "unpublished")}  # type: ignore[misc]
+
+    def attrition(self, table: pd.DataFrame, *, markers: bool = False) -> pd.DataFrame:
+        """The attrition table with withheld counts as None (``markers=True``: as ``<k`` or
+        ``withheld``, for CSV and the flow diagram); see :meth:`attrition_status`."""
         records: list[dict[str, Any]] = [dict(r) for r in table.to_dict("records")]
         if not self.enabled:
             return pd.DataFrame.from_records(records)
-        hide: set[tuple[int, str]] = set()
-        for i in range(1, len(records)):
-            if self.is_small(records[i].get("removed")):
-                hide |= {(i, "removed"), (i - 1, "n"), (i - 1, "removed")}
-            prev_ev, ev = records[i - 1].get("events"), records[i].get("events")
-            if (
-                prev_ev is not None
-                and ev is not None
-                and not pd.isna(prev_ev)
-                and not pd.isna(ev)
-                and self.is_small(float(prev_ev) - float(ev))
-            ):
-                hide.add((i - 1, "events"))
+        hide = self.attrition_status(table)
         for i, rec in enumerate(records):
             for col in ("n", "removed", "entries", "events"):
                 if col in rec:
-                    rec[col] = SUPPRESSED if (i, col) in hide else self.count(rec[col])
+                    st = hide.get((i, col))
+                    if st is not None:
+                        rec[col] = self.marker(st) if markers else SUPPRESSED
+                    else:
+                        rec[col] = self.count(rec[col])
         return pd.DataFrame.from_records(records).astype(object)
 
     def table_counts(self, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -120,6 +184,15 @@ class DisclosurePolicy:
         return value
 
 
+def group_sizes(s: pd.Series) -> dict[str, int]:
+    """Persons per level of a grouping column (as text), and ``(missing)`` when some have none:
+    the partition that every table grouped by this column publishes (see ``partition``)."""
+    sizes = {str(lv): int(n) for lv, n in s.dropna().astype(str).value_counts().sort_index().items()}
+    if s.isna().any():
+        sizes["(missing)"] = int(s.isna().sum())
+    return sizes
+
+
 #: Keys of results.json that hold counts of persons or events.
 COUNT_KEYS = frozenset(
     {
@@ -134,5 +207,8 @@ COUNT_KEYS = frozenset(
         "missing",
         "n_events",
         "n_censor",
+        "events_at_horizon",
+        "n_fit",
+        "events_fit",
     }
 )

@@ -14,6 +14,10 @@ What counts as a *count* (a number of persons or events), and so may not be 1..k
 
 Not counts: times and days, ages and years, risks, rates and percentages, coefficients,
 p-values, identifiers and versions.  A count of 0 is not small.
+
+Besides the counts it can see, the scan solves each published table's margins for the cells it
+withheld (:mod:`.derive`): a withheld cell whose value is determined, or bounded inside 1..k-1,
+is a finding, and so is a survival quantity published for a group below k.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from typing import Any
 import pandas as pd
 
 from toolkit.disclosure import COUNT_KEYS
+from toolkit.disclosure.derive import (
+    Derived,
+    derive_attrition_csv,
+    derive_grid,
+    derive_results,
+)
 
 #: Keys and column names that hold numbers of persons or events.
 COUNT_NAMES = COUNT_KEYS | frozenset(
@@ -69,6 +79,14 @@ class Finding:
     file: str
     where: str
     value: float
+    why: str = "a count between 1 and k-1"
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.where}: {self.value:g} ({self.why})"
+
+
+def _derived(found: Iterator[Derived], file: str) -> list[Finding]:
+    return [Finding(file, d.where, d.value, d.why) for d in found]
 
 
 def _small(v: Any, k: int) -> bool:
@@ -156,6 +174,8 @@ def scan_html(html: str, *, min_cell: int, file: str = "") -> Iterator[Finding]:
     parser.feed(html)
     yield from scan_text(" ".join(parser.text), min_cell=min_cell, file=file, where="text")
     yield from _scan_tables(parser.tables, min_cell=min_cell, file=file)
+    for t, rows in enumerate(parser.tables):
+        yield from _derived(derive_grid(rows, min_cell=min_cell, where=f"table {t}"), file)
 
 
 def _scan_tables(tables: list[list[list[str]]], *, min_cell: int, file: str) -> Iterator[Finding]:
@@ -187,6 +207,8 @@ def scan_markdown(text: str, *, min_cell: int, file: str = "") -> Iterator[Findi
     if current:
         tables.append(current)
     yield from _scan_tables(tables, min_cell=min_cell, file=file)
+    for t, rows in enumerate(tables):
+        yield from _derived(derive_grid(rows, min_cell=min_cell, where=f"table {t}"), file)
 
 
 def scan_csv(path: Path, *, min_cell: int, file: str = "") -> Iterator[Finding]:
@@ -194,8 +216,20 @@ def scan_csv(path: Path, *, min_cell: int, file: str = "") -> Iterator[Finding]:
     for c in frame.columns:
         if str(c) in COUNT_NAMES:
             for i, v in enumerate(frame[c]):
-                if not pd.isna(v) and _small(float(v), min_cell):
-                    yield Finding(file, f"row {i} column {c!r}", float(v))
+                n = _number_or_none(v)
+                if n is not None and _small(n, min_cell):
+                    yield Finding(file, f"row {i} column {c!r}", n)
+    yield from _derived(derive_attrition_csv(frame, min_cell=min_cell, where="attrition"), file)
+
+
+def _number_or_none(v: Any) -> float | None:
+    """A CSV cell as a number; markers (``<10``, ``withheld``) and blanks are not numbers."""
+    if isinstance(v, str):
+        try:
+            return float(v.replace(",", ""))
+        except ValueError:
+            return None
+    return None if pd.isna(v) else float(v)
 
 
 def scan_file(path: Path, *, min_cell: int, root: Path | None = None) -> list[Finding]:
@@ -210,9 +244,11 @@ def scan_file(path: Path, *, min_cell: int, root: Path | None = None) -> list[Fi
         return []
     if suffix == ".json":
         try:
-            return list(scan_json(json.loads(text), min_cell=min_cell, file=name))
+            data = json.loads(text)
         except ValueError:
             return list(scan_text(text, min_cell=min_cell, file=name))
+        found = list(scan_json(data, min_cell=min_cell, file=name))
+        return found + _derived(derive_results(data, min_cell=min_cell), name)
     if suffix == ".csv":
         return list(scan_csv(path, min_cell=min_cell, file=name))
     if suffix in (".html", ".htm"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pandas as pd
 
 from toolkit.cohort.run import Attrition
 from toolkit.disclosure import COUNT_KEYS
+from toolkit.errors import DisclosureError
 from toolkit.io import atomic_dir, atomic_write_json
 from toolkit.study.plan import StudyPlan
 from toolkit.study.results import RESULTS_SCHEMA_VERSION, StudyResults
@@ -62,6 +63,20 @@ def clean(value: Any) -> Any:
     return value
 
 
+def check_releasable(plan: StudyPlan, n: int) -> None:
+    """Stop a run whose cohort nothing could be released about, with one line saying why."""
+    policy = plan.policy
+    if n == 0:
+        raise DisclosureError(
+            f"study {plan.name!r}: the cohort is empty (no person meets its criteria); nothing to analyse"
+        )
+    if policy.is_small(n):
+        raise DisclosureError(
+            f"study {plan.name!r}: the cohort has fewer than {policy.min_cell} persons (disclosure.min_cell); "
+            "no result could be released"
+        )
+
+
 @dataclass(frozen=True)
 class CohortSummary:
     """What results.json says of the cohort, before disclosure control."""
@@ -71,6 +86,8 @@ class CohortSummary:
     events: int
     horizons: tuple[tuple[str, float], ...]
     attrition: pd.DataFrame  # step, kind, n, removed, entries, events
+    #: label column -> {n_evaluable, events_at_horizon}, released (a pooled run counts its labels)
+    horizon_counts: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
 
 
 def assemble_results(
@@ -100,7 +117,9 @@ def assemble_results(
             "name": cohort.name,
             "n": cohort.n,
             "events": cohort.events,
-            "horizons": [{"name": n, "days": d} for n, d in cohort.horizons],
+            "horizons": [
+                {"name": n, "days": d, **cohort.horizon_counts.get(n, {})} for n, d in cohort.horizons
+            ],
             "attrition": [],
         },
         "analyses": dict(analyses),
@@ -118,8 +137,16 @@ def attrition_rows(plan: StudyPlan, table: pd.DataFrame) -> list[dict[str, Any]]
     """The attrition as results.json holds it: disclosure-controlled once, here."""
     controlled = plan.policy.attrition(table)
     controlled = controlled.astype(object).where(controlled.notna(), None)
+    hidden = plan.policy.attrition_status(table) if plan.policy.enabled else {}
     keys = ("step", "kind", "n", "removed", "events")
-    return [clean({k: r[k] for k in keys}) for r in controlled.to_dict("records")]
+    rows = []
+    for i, r in enumerate(controlled.to_dict("records")):
+        row = clean({k: r[k] for k in keys})
+        marks = {c: st for (j, c), st in hidden.items() if j == i and c in keys}
+        if marks:
+            row["suppressed"] = marks
+        rows.append(row)
+    return rows
 
 
 def publish(
@@ -143,7 +170,7 @@ def publish(
             render_report(plan.spec, results, dict(plots), policy, Attrition(attrition)),
             encoding="utf-8",
         )
-        policy.attrition(attrition).to_csv(tmp / "attrition.csv", index=False)
+        policy.attrition(attrition, markers=True).to_csv(tmp / "attrition.csv", index=False)
         (tmp / "study.yaml").write_text(study_yaml(plan), encoding="utf-8")
         for name, png in plots.items():
             (tmp / f"{name}.png").write_bytes(png)

@@ -28,8 +28,15 @@ def _env() -> jinja2.Environment:
     env.filters["num"] = _num
     env.filters["exp"] = lambda v: None if v is None else math.exp(float(v))
     env.filters["ticks"] = _ticks
-    env.filters["count"] = lambda v, k=10: f"<{k}" if v is None else f"{int(v):,}"
+    env.filters["count"] = _count
     return env
+
+
+def _count(value: Any, k: int = 10, status: str | None = None) -> str:
+    """A released count; a withheld one (None) reads ``<k``, or ``withheld`` for a complement."""
+    if value is None:
+        return DisclosurePolicy(min_cell=k).marker(status or "small")
+    return f"{int(value):,}"
 
 
 def _ticks(text: str) -> markupsafe.Markup:
@@ -57,7 +64,7 @@ def render_report(
     attrition: Attrition,
 ) -> str:
     images = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in plots.items()}
-    flow = consort_html(Attrition(policy.attrition(attrition.table)), min_cell=policy.min_cell)
+    flow = consort_html(Attrition(policy.attrition(attrition.table, markers=True)), min_cell=policy.min_cell)
     return (
         _env()
         .get_template("report.html.j2")
@@ -68,6 +75,9 @@ def render_report(
             flow=flow,
             policy_text=policy.describe(),
             min_cell=policy.min_cell,
+            attrition_note=policy.footnote(
+                st for row in results.cohort.attrition for st in (row.suppressed or {}).values()
+            ),
             kinds=KINDS,
             generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             **report_context(spec, results),

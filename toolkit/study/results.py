@@ -73,6 +73,11 @@ class AttritionRow(ResultModel):
     events: Number | None = Field(
         description="Outcome events remaining (null on `registry persons` and without an outcome)."
     )
+    suppressed: dict[str, str] | None = Field(
+        None,
+        description="Only when a count of the row is withheld (null): column -> `small` (1..k-1) or "
+        "`complementary` (withheld so that no small count can be derived).",
+    )
 
 
 class CohortInfo(ResultModel):

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from toolkit.analysis.predict.counts import label_counts
 from toolkit.analysis.predict.models import RiskModel
 from toolkit.cohort.run import CohortResult
 from toolkit.disclosure import DisclosurePolicy
@@ -34,6 +35,7 @@ from toolkit.study.plan import StudyPlan, plan_study, spec_hash
 from toolkit.study.publish import (
     CohortSummary,
     assemble_results,
+    check_releasable,
     code_version,
     flat_metrics,
     publish,
@@ -193,6 +195,7 @@ def run_study(
             run.registry_label = label
             data = build_study_data(plan, reg, compiled=compiled, cache=run.cache, on_step=_data_steps(run))
         run.computed += data.computed
+        check_releasable(plan, data.cohort.n)  # empty or below k: one line, exit 2
         _log_inputs(run, data)
         analyses = _analyses(run, data)
         fitted, model_results = _models(run, data)
@@ -310,7 +313,8 @@ def _finish(
     run: _Run, data: StudyData, analyses: dict[str, Any], fitted: dict[str, RiskModel], models: dict[str, Any]
 ) -> StudyRun:
     c = data.cohort
-    summary = CohortSummary(c.name, c.n, c.events, c.compiled.horizons, c.attrition.table)
+    labels = {name: label_counts(c.cohort[name], run.plan.policy) for name, _ in c.compiled.horizons}
+    summary = CohortSummary(c.name, c.n, c.events, c.compiled.horizons, c.attrition.table, labels)
     results = assemble_results(
         run.plan,
         summary,

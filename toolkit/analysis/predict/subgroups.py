@@ -2,8 +2,10 @@
 
 A cell (one level of one variable) is released only when its number of persons, of outcome
 events and of persons without the event are all zero or at least the policy's minimum cell
-size; otherwise it is written as ``{"level": ..., "suppressed": true}`` with no numbers (its
-metrics could otherwise reveal a small count, e.g. observed risk x n).
+size, and when no withheld cell's persons or events could be found by subtracting the released
+ones from the model's n and events (complementary suppression); otherwise it is written as
+``{"level": ..., "suppressed": true}`` with no numbers (its metrics could otherwise reveal a
+small count, e.g. observed risk x n).
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ def subgroup_metrics(
     for var in variables:
         levels = groups[var].astype("string").fillna(MISSING_LEVEL).to_numpy(dtype=object)
         cells: list[dict[str, Any]] = []
+        withheld = _withheld_levels(levels, event, policy)
         for level in sorted(set(levels), key=str):
             sel = levels == level
             n, ev = int(sel.sum()), int((event[sel] == 1).sum())
-            if policy.is_small(n) or policy.is_small(ev) or policy.is_small(n - ev):
+            if str(level) in withheld:
                 cells.append({"level": str(level), "suppressed": True})
                 continue
             m, warns = point_metrics(
@@ -101,3 +104,26 @@ def subgroup_metrics(
         key = f"subgroup_gap_{g['metric']}"
         largest[key] = max(largest.get(key, -np.inf), g["gap"])
     return {"variables": table, "gaps": gaps}, largest
+
+
+def _withheld_levels(levels: np.ndarray, event: np.ndarray, policy: DisclosurePolicy) -> set[str]:
+    """Levels whose cell is withheld: those with 1..k-1 persons, events or non-events, and as
+    many others as it takes that neither the persons nor the events of a withheld level can be
+    found by subtracting the released levels from the model's n and events (complementary
+    suppression, :meth:`DisclosurePolicy.partition`; a cell shows both counts or neither)."""
+    names = sorted({str(lv) for lv in levels})
+    lv = levels.astype(str)
+    n = {k: int((lv == k).sum()) for k in names}
+    ev = {k: int((event[lv == k] == 1).sum()) for k in names}
+    hide = {
+        k for k in names if policy.is_small(n[k]) or policy.is_small(ev[k]) or policy.is_small(n[k] - ev[k])
+    }
+    if not policy.enabled:
+        return hide
+    while True:
+        by_n = policy.partition(n, primary=tuple(hide))
+        by_ev = policy.partition(ev, primary=tuple(hide))
+        more = {k for k in names if by_n[k] != "published" or by_ev[k] != "published"}
+        if more <= hide:
+            return hide
+        hide |= more

@@ -87,6 +87,30 @@ def with_int_events(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(event=frame["event"].astype(int))
 
 
+def partitions(
+    frame: pd.DataFrame, by: str | None, *, causes: tuple[int, ...] = ()
+) -> dict[str, dict[str, int]] | None:
+    """The partitions a grouped survival table publishes: persons per level of ``by`` and events
+    per level (``events``, or ``events_<cause>`` per cause), each over the whole study frame so
+    that every table of the run withholds the same cells (``DisclosurePolicy.partition``)."""
+    from toolkit.disclosure import group_sizes
+
+    if by is None:
+        return None
+    ev = frame["event"].astype(int)
+    out = {"n": group_sizes(frame[by]), "events": group_sizes(frame.loc[ev == 1, by])}
+    for k in causes:
+        out[f"events_{k}"] = group_sizes(frame.loc[ev == k, by])
+    return out
+
+
+def withheld_groups(sizes: dict[str, dict[str, int]] | None, policy: DisclosurePolicy) -> set[str]:
+    """The groups whose size the run withholds (plots leave their time-0 at-risk count out)."""
+    if sizes is None:
+        return set()
+    return {g for g, st in policy.partition(sizes["n"]).items() if st != "published"}
+
+
 def refs(**named: str | list[str] | None) -> Iterator[ColumnRef]:
     """Column references from spec fields: a single column or a list (``covariates[0]`` ...)."""
     for key, value in named.items():

@@ -15,8 +15,10 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    partitions,
     refs,
     with_int_events,
+    withheld_groups,
 )
 from toolkit.study.kinds.textfmt import g, n, p, table
 
@@ -40,12 +42,15 @@ class CIFAnalysis(AnalysisSpec):
 def run(a: CIFAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
     from toolkit.analysis.cif_plot import cif_plot
     from toolkit.analysis.survival.cif import cumulative_incidence
+    from toolkit.analysis.survival.release import cif_entry
 
-    res = cumulative_incidence(
-        with_int_events(frame), by=a.by, strata=a.strata, times=a.times, causes=a.causes
-    )
-    plot = cif_plot(res, title=a.name, policy=policy, ticks=[0.0, *a.times] if a.times else None)
-    return res.to_dict(), {f"cif_{a.name}": plot}
+    data = with_int_events(frame)
+    res = cumulative_incidence(data, by=a.by, strata=a.strata, times=a.times, causes=a.causes)
+    sizes = partitions(data, a.by, causes=res.causes)
+    ticks = [0.0, *a.times] if a.times else None
+    plot = cif_plot(res, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(sizes, policy))
+    curves = {g.curve.group: g.curve for g in res.groups}
+    return cif_entry(res.to_dict(), curves, sizes, policy), {f"cif_{a.name}": plot}
 
 
 def columns(a: CIFAnalysis) -> Iterator[ColumnRef]:
@@ -54,7 +59,7 @@ def columns(a: CIFAnalysis) -> Iterator[ColumnRef]:
 
 def text(d: dict[str, Any]) -> str:
     rows = [
-        [grp["group"], str(c["cause"]), n(grp["n"]), n(c["events"])]
+        [grp["group"], str(c["cause"]), n(grp["n"], grp, "n"), n(c["events"], c, "events")]
         for grp in d["groups"]
         for c in grp["causes"]
     ]
@@ -64,7 +69,8 @@ def text(d: dict[str, Any]) -> str:
     ]
     at = [
         [grp["group"], str(c["cause"]), g(a["time"]),
-         f"{g(a['cif'], '.3f')} ({g(a['lower'], '.3f')}-{g(a['upper'], '.3f')})", n(a["n_risk"])]
+         f"{g(a['cif'], '.3f')} ({g(a['lower'], '.3f')}-{g(a['upper'], '.3f')})"
+         if not a.get("suppressed") else "not released", n(a["n_risk"])]
         for grp in d["groups"]
         for c in grp["causes"]
         for a in c["at"]
@@ -75,6 +81,8 @@ def text(d: dict[str, Any]) -> str:
         out.append(
             f"Gray's test, cause {t['cause']}: chi2 = {g(t['chisq'])}, df = {t['df']}, p = {p(t['p'])}"
         )
+    if d.get("disclosure_note"):
+        out.append(d["disclosure_note"])
     return "\n".join(out)
 
 

@@ -15,8 +15,10 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    partitions,
     refs,
     with_int_events,
+    withheld_groups,
 )
 from toolkit.study.kinds.logrank import text as logrank_text
 from toolkit.study.kinds.textfmt import g, n, table
@@ -38,10 +40,15 @@ class KaplanMeierAnalysis(AnalysisSpec):
 def run(a: KaplanMeierAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
     from toolkit.analysis.plots import km_plot
     from toolkit.analysis.survival.km import kaplan_meier
+    from toolkit.analysis.survival.release import km_entry
 
-    km = kaplan_meier(with_int_events(frame), by=a.by, strata=a.strata, times=a.times)
-    plot = km_plot(km, title=a.name, policy=policy, ticks=[0.0, *a.times] if a.times else None)
-    return km.to_dict(), {f"km_{a.name}": plot}
+    data = with_int_events(frame)
+    km = kaplan_meier(data, by=a.by, strata=a.strata, times=a.times)
+    sizes = partitions(data, a.by)
+    ticks = [0.0, *a.times] if a.times else None
+    plot = km_plot(km, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(sizes, policy))
+    curves = {g.curve.group: g.curve for g in km.groups}
+    return km_entry(km.to_dict(), curves, sizes, policy), {f"km_{a.name}": plot}
 
 
 def columns(a: KaplanMeierAnalysis) -> Iterator[ColumnRef]:
@@ -50,14 +57,15 @@ def columns(a: KaplanMeierAnalysis) -> Iterator[ColumnRef]:
 
 def text(d: dict[str, Any]) -> str:
     rows = [
-        [grp["group"], n(grp["n"]), n(grp["events"]),
-         f"{g(grp['median'])} ({g(grp['median_lower'])}-{g(grp['median_upper'])})"]
+        [grp["group"], n(grp["n"], grp, "n"), n(grp["events"], grp, "events"),
+         f"{g(grp['median'])} ({g(grp['median_lower'])}-{g(grp['median_upper'])})"
+         if not grp.get("suppressed") else "not released"]
         for grp in d["groups"]
     ]  # fmt: skip
     out = ["Kaplan-Meier (log-log 95% CI)", table(["group", "n", "events", "median (95% CI)"], rows)]
     at = [
-        [grp["group"], g(a["time"]), f"{g(a['survival'], '.3f')} ({g(a['lower'], '.3f')}-{g(a['upper'], '.3f')})",
-         n(a["n_risk"])]
+        [grp["group"], g(a["time"]), f"{g(a['survival'], '.3f')} ({g(a['lower'], '.3f')}-{g(a['upper'], '.3f')})"
+         if not a.get("suppressed") else "not released", n(a["n_risk"])]
         for grp in d["groups"]
         for a in grp["at"]
     ]  # fmt: skip
@@ -65,6 +73,8 @@ def text(d: dict[str, Any]) -> str:
         out.append(table(["group", "time", "survival (95% CI)", "at risk"], at))
     if d.get("logrank"):
         out.append(logrank_text(d["logrank"]).splitlines()[0])
+    if d.get("disclosure_note"):
+        out.append(d["disclosure_note"])
     return "\n".join(out)
 
 

@@ -14,6 +14,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    partitions,
     refs,
     with_int_events,
 )
@@ -42,10 +43,12 @@ class LogRankAnalysis(AnalysisSpec):
 
 def run(a: LogRankAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
     from toolkit.analysis.survival.logrank import logrank_test
+    from toolkit.analysis.survival.release import logrank_entry
 
     kw: dict[str, Any] = {"rho": a.rho} if a.rho else {}
-    res = logrank_test(with_int_events(frame), by=a.by, strata=a.strata, **kw)
-    return res.to_dict(), {}
+    data = with_int_events(frame)
+    res = logrank_test(data, by=a.by, strata=a.strata, **kw)
+    return logrank_entry(res.to_dict(), partitions(data, a.by), policy), {}
 
 
 def columns(a: LogRankAnalysis) -> Iterator[ColumnRef]:
@@ -58,7 +61,7 @@ def text(d: dict[str, Any]) -> str:
         rows = [
             [
                 grp["group"],
-                n(grp["events"]),
+                n(grp["events"], grp, "events"),
                 g(grp["weighted_observed"], ".2f"),
                 g(grp["weighted_expected"], ".2f"),
             ]
@@ -66,7 +69,10 @@ def text(d: dict[str, Any]) -> str:
         ]
         header = ["group", "events", "weighted observed", "weighted expected"]
     else:
-        rows = [[grp["group"], n(grp["observed"]), g(grp["expected"], ".2f")] for grp in d["groups"]]
+        rows = [
+            [grp["group"], n(grp["observed"], grp, "observed"), g(grp["expected"], ".2f")]
+            for grp in d["groups"]
+        ]
         header = ["group", "observed", "expected"]
     name = "log-rank" if not rho else f"Fleming-Harrington G^{g(rho)}"
     head = ("Stratified " + name) if d.get("stratified") else name[0].upper() + name[1:]

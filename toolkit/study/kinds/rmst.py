@@ -15,6 +15,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    partitions,
     refs,
     with_int_events,
 )
@@ -46,9 +47,18 @@ class RMSTAnalysis(AnalysisSpec):
 
 
 def run(a: RMSTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+    from toolkit.analysis.survival.km import km_curve
+    from toolkit.analysis.survival.release import rmst_entry
     from toolkit.analysis.survival.rmst import rmst
 
-    return rmst(with_int_events(frame), tau=a.tau_days, by=a.by).to_dict(), {}
+    data = with_int_events(frame)
+    res = rmst(data, tau=a.tau_days, by=a.by)
+    curves = {}
+    for grp in res.groups:
+        sel = data if a.by is None else data[data[a.by].astype(str) == grp.group]
+        sel = sel.dropna(subset=["time", "event"])
+        curves[grp.group] = km_curve(sel["time"].to_numpy(float), (sel["event"] == 1).to_numpy())
+    return rmst_entry(res.to_dict(), curves, partitions(data, a.by), policy), {}
 
 
 def columns(a: RMSTAnalysis) -> Iterator[ColumnRef]:
@@ -57,7 +67,13 @@ def columns(a: RMSTAnalysis) -> Iterator[ColumnRef]:
 
 def text(d: dict[str, Any]) -> str:
     rows = [
-        [grp["group"], n(grp["n"]), g(grp["rmst"]), g(grp["se"]), f"{g(grp['lower'])}-{g(grp['upper'])}"]
+        [
+            grp["group"],
+            n(grp["n"], grp, "n"),
+            g(grp["rmst"]),
+            g(grp["se"]),
+            f"{g(grp['lower'])}-{g(grp['upper'])}",
+        ]
         for grp in d["groups"]
     ]
     out = [

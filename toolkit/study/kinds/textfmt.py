@@ -3,12 +3,22 @@ disclosure-controlled: a withheld count is ``None``)."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
+#: The minimum cell of the policy the entry was released under (``regent analyze`` sets it).
+MIN_CELL: ContextVar[int] = ContextVar("min_cell", default=10)
 
-def n(x: Any) -> str:
-    """A released count: withheld counts are None."""
-    return "<suppressed>" if x is None else str(x)
+
+def n(x: Any, entry: dict[str, Any] | None = None, key: str = "") -> str:
+    """A released count; a withheld one (None) reads ``<k``, or ``withheld`` when the entry marks
+    it a complement (``counts_suppressed``/``suppressed``)."""
+    if x is not None:
+        return str(x)
+    marks = (entry or {}).get("counts_suppressed") or {}
+    if marks.get(key) == "complementary":
+        return "withheld"
+    return f"<{MIN_CELL.get()}"
 
 
 def g(x: Any, fmt: str = ".4g") -> str:
