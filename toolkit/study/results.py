@@ -63,6 +63,12 @@ class DisclosureInfo(ResultModel):
 class Horizon(ResultModel):
     name: str = Field(description="The label column, e.g. `label_1826d`.")
     days: Number = Field(description="The horizon in days.")
+    n_evaluable: int | None = Field(
+        None, description="Cohort persons whose label is known (1 or 0): status at the horizon known."
+    )
+    events_at_horizon: int | None = Field(
+        None, description="Cohort persons whose label is 1: the outcome by the horizon."
+    )
 
 
 class AttritionRow(ResultModel):
@@ -158,9 +164,36 @@ class ModelResult(ResultModel):
     features: list[str] = Field(description="Features used (default: every study feature).")
     n: int | None = Field(description="Development persons.")
     events: int | None = Field(
-        description="Outcome events (event == 1) over all follow-up of the development persons."
+        description="Outcome events (event == 1) over all follow-up of the development persons, "
+        "however late: not the events at the horizon (`events_at_horizon`)."
     )
-    n_evaluable: int | None = Field(description="Persons evaluable at the horizon.")
+    n_evaluable: int | None = Field(
+        description="Persons whose status at the horizon is known (outcome by then, outcome-free at it, or "
+        "a competing event before it): what every metric at the horizon rests on."
+    )
+    events_at_horizon: int | None = Field(
+        None,
+        description="Outcome events by the horizon among the `n_evaluable` persons (their label is 1): "
+        "discrimination, calibration and net benefit at the horizon rest on these, not on `events`.",
+    )
+    n_fit: int | None = Field(
+        None,
+        description="Persons the fit uses: all development persons (survival), or the `n_evaluable` "
+        "(binary: the 0/1 label at the horizon).",
+    )
+    events_fit: int | None = Field(
+        None,
+        description="Events the fit uses: `events` (survival: every event over follow-up) or "
+        "`events_at_horizon` (binary).",
+    )
+    parameters: int | None = Field(
+        None,
+        description="Candidate parameters: design columns after coding (one per numeric input, per "
+        "non-reference level, per spline basis column; no intercept).",
+    )
+    events_per_parameter: float | None = Field(
+        None, description="`events_fit` / `parameters` (one decimal); null when `events_fit` is withheld."
+    )
     validation: ValidationInfo = Field(description="How the model was validated.")
     metrics: dict[str, float | None] = Field(
         description="Flat numeric metrics (docs/results.md, `metrics` keys)."
