@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from scipy import stats
 
 from toolkit.analysis.design import is_categorical
 from toolkit.disclosure import DisclosurePolicy, group_sizes
-from toolkit.disclosure.audit import LinearTable
+from toolkit.disclosure.audit import LinearTable, Status
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def table1(
             groups.append((_BY_MISSING, frame[frame[by].isna()]))
     kinds = {v: _is_numeric(frame[v]) for v in variables}
     counts = _count_table(groups, variables, kinds)
-    status = policy.protect_table(counts, **_table_roles(frame, groups, variables, kinds, by, policy))  # type: ignore[arg-type]
+    status = _protect_blocks(counts, frame, [g for g, _ in groups], variables, kinds, by, policy)
     shown = [(g, d) for g, d in groups if g != _BY_MISSING]
     t1 = _Rows(policy, status, counts)
     rows: list[dict[str, object]] = [t1.count_row("n", None, ("n",), shown)]
@@ -136,7 +137,6 @@ def table1(
 
 _BY_MISSING = "(group missing)"
 _MISSING = "(missing)"
-_PRESENT = "(present)"
 
 
 def _is_numeric(s: pd.Series) -> bool:
@@ -157,44 +157,66 @@ def _count_table(
         t.add(("n", g), len(d))
     t.relate(("n", "Overall"), [("n", g) for g in names[1:]])
     for v in variables:
-        levels = [_PRESENT] if kinds[v] else _levels(groups[0][1][v])
+        # a numeric variable's count of values is never shown (its summary reads <k when that
+        # count is 1..k-1): only its missing counts, which add up across the groups
+        levels = [] if kinds[v] else _levels(groups[0][1][v])
         for g, d in groups:
             for lv in levels:
-                n = int(d[v].notna().sum()) if lv == _PRESENT else int((d[v].astype(str) == lv).sum())
-                t.add((v, lv, g), n)
+                t.add((v, lv, g), int((d[v].astype(str) == lv).sum()))
             t.add((v, _MISSING, g), int(d[v].isna().sum()))
-            t.relate(("n", g), [(v, lv, g) for lv in (*levels, _MISSING)])
+            if not kinds[v]:
+                t.relate(("n", g), [(v, lv, g) for lv in (*levels, _MISSING)])
         for lv in (*levels, _MISSING):
             t.relate((v, lv, "Overall"), [(v, lv, g) for g in names[1:]])
     return t
 
 
-def _table_roles(
+def _protect_blocks(
+    counts: LinearTable,
     frame: pd.DataFrame,
-    groups: list[tuple[str, pd.DataFrame]],
+    names: list[str],
     variables: Sequence[str],
     kinds: dict[str, bool],
     by: str | None,
     policy: DisclosurePolicy,
-) -> dict[str, object]:
-    """Which cells are never shown, and the statuses of the partitions other tables of the run
-    publish too (the groups' sizes; each categorical variable's levels over everyone), decided
-    by :meth:`DisclosurePolicy.partition` exactly as those tables decide them."""
-    unpublished = {(v, _PRESENT, g) for v in variables for g, _ in groups if kinds[v]}
-    unpublished |= {
-        (v, lv, _BY_MISSING)
-        for v in variables
-        for lv in ((_PRESENT,) if kinds[v] else tuple(_levels(frame[v]))) + (_MISSING,)
-    }
-    fixed: dict[object, str] = {}
+) -> dict[Hashable, str]:
+    """Each variable's block (its levels and missing by group, with the n row and its Overall
+    column as margins) protected on its own, with the margins' statuses fixed as every table of the
+    run decides them (:meth:`DisclosurePolicy.partition` of ``by`` and of the variable).  Cells are
+    named by what they count, not where they sit, so the same cross-tabulation in another Table 1
+    of the run (``by: sex`` with ``age_band`` rows, ``by: age_band`` with ``sex`` rows) is the same
+    linear system and gets the same cells withheld."""
+    status: dict[Hashable, str] = {k: "published" for k in counts.values}
+    if not policy.enabled:
+        return status
+    blv = {g: _MISSING if g == _BY_MISSING else g.split("=", 1)[1] for g in names[1:]}
+    n_fixed: dict[Hashable, Status] = {("total",): "published"}
     if by is not None:
-        part = policy.partition(group_sizes(frame[by]))
-        fixed.update({("n", _BY_MISSING if lv == _MISSING else f"{by}={lv}"): st for lv, st in part.items()})
+        n_fixed |= {("m", by, lv): st for lv, st in policy.partition(group_sizes(frame[by])).items()}
+
+    def canon(key: Any) -> Hashable:
+        if key[0] == "n":
+            return ("total",) if key[1] == "Overall" else ("m", by, blv[str(key[1])])
+        v, lv, g = key
+        if g == "Overall":
+            return ("m", v, lv)
+        return ("x", *sorted([(str(v), str(lv)), (str(by), blv[str(g)])]))
+
     for v in variables:
+        keys: list[Any] = [("n", g) for g in names]
+        keys += [k for k in counts.values if k[0] == v]  # type: ignore[index]
+        block = LinearTable({canon(k): counts.values[k] for k in keys})
+        rels = [r for r in counts.relations if r.total in keys and all(p in keys for p in r.parts)]
+        for r in sorted(rels, key=lambda r: repr(sorted(repr(canon(p)) for p in (r.total, *r.parts)))):
+            block.relate(canon(r.total), [canon(p) for p in r.parts])
+        fixed = dict(n_fixed)
         if not kinds[v]:
-            part = policy.partition(group_sizes(frame[v]))
-            fixed.update({(v, lv, "Overall"): st for lv, st in part.items()})
-    return {"unpublished": unpublished, "fixed": fixed}
+            fixed |= {("m", v, lv): st for lv, st in policy.partition(group_sizes(frame[v])).items()}
+        hidden_cols = {canon(k) for k in keys if k[0] == v and k[2] == _BY_MISSING}
+        got = policy.protect_table(block, unpublished=hidden_cols, fixed=fixed)
+        status.update({k: got[canon(k)] for k in keys if k[0] == v})
+        status.update({("n", g): got[canon(("n", g))] for g in names})
+    return status
 
 
 @dataclass

@@ -176,21 +176,38 @@ class _Auditor:
         self.values.update(known or {})
         self._cache: dict[frozenset[Key], dict[Key, tuple[float, float]]] = {}
 
-    def exposures(self, hidden: set[Key], watch: set[Key]) -> list[Exposure]:
-        found = []
+    def exposures(self, hidden: set[Key], watch: set[Key], *, first: bool = False) -> list[Exposure]:
+        """Exposed cells; ``first``: stop at the first relation or LP component that has one."""
+        found = self._differences(hidden, watch)
+        if found and first:
+            return found
         for cells, rels in _components(self.table.relations, hidden):
             if not any(c in watch for c in cells):
                 continue
-            key = frozenset(cells)
-            if key not in self._cache:
-                self._cache[key] = _solve(cells, rels, self.values)
-            for c, (lo, hi) in self._cache[key].items():
-                if c not in watch or math.isnan(lo) or math.isnan(hi):
-                    continue
-                if hi - lo < 0.5:
-                    found.append(Exposure((c,), lo, hi, "determined"))
-                elif lo >= 1 - _EPS and hi <= self.min_cell - 1 + _EPS:
-                    found.append(Exposure((c,), lo, hi, "small"))
+            found += self._judge(self.solve(cells, rels), watch)
+            if found and first:
+                return found
+        return found
+
+    def solve(self, cells: list[Key], rels: list[Relation]) -> dict[Key, tuple[float, float]]:
+        key = frozenset(cells)
+        if key not in self._cache:
+            self._cache[key] = _solve(cells, rels, self.values)
+        return self._cache[key]
+
+    def _judge(self, lims: Mapping[Key, tuple[float, float]], watch: set[Key]) -> list[Exposure]:
+        found = []
+        for c, (lo, hi) in lims.items():
+            if c not in watch or math.isnan(lo) or math.isnan(hi):
+                continue
+            if hi - lo < 0.5:
+                found.append(Exposure((c,), lo, hi, "determined"))
+            elif lo >= 1 - _EPS and hi <= self.min_cell - 1 + _EPS:
+                found.append(Exposure((c,), lo, hi, "small"))
+        return found
+
+    def _differences(self, hidden: set[Key], watch: set[Key]) -> list[Exposure]:
+        found = []
         for r in self.table.relations:
             gone = [p for p in r.parts if p in hidden]
             if r.total in hidden or len(gone) < 2 or not any(p in watch for p in gone):
@@ -199,6 +216,15 @@ class _Auditor:
             if 0.5 <= rest <= self.min_cell - 1 + _EPS:
                 found.append(Exposure(tuple(gone), rest, rest, "difference"))
         return found
+
+    def still_exposed(self, exp: Exposure, hidden: set[Key], watch: set[Key]) -> bool:
+        """Whether ``exp`` survives with ``hidden`` withheld (only its own component is solved)."""
+        if exp.why == "difference":
+            return exp in self._differences(hidden, watch)
+        for cells, rels in _components(self.table.relations, hidden):
+            if exp.cells[0] in cells:
+                return exp.cells[0] in {e.cells[0] for e in self._judge(self.solve(cells, rels), watch)}
+        return False
 
 
 def protect(
@@ -233,7 +259,7 @@ def protect(
     auditor = _Auditor(table, min_cell)
     for _ in range(len(table.values) + 1):
         hidden = {k for k, s in status.items() if s != "published"}
-        found = auditor.exposures(hidden, watch)
+        found = auditor.exposures(hidden, watch, first=True)
         if not found:
             return status
         # shown cells first: protecting them usually protects what is derived from them
@@ -257,10 +283,9 @@ def _complement(
 ) -> Key | None:
     """The next cell to withhold for one exposure: a cell of a relation of the exposed cells
     (non-zero parts before totals, the smallest count first; a decided-elsewhere cell only as a
-    last resort), the first in that order that resolves the exposure without exposing more."""
+    last resort), the first in that order that resolves the exposure."""
     near = [r for r in table.relations if any(c in exp.cells for c in (r.total, *r.parts))]
     far = [r for r in table.relations if r not in near]
-    before = len(auditor.exposures(hidden, watch))
     for rels, allow_fixed in ((near, False), (near, True), (far, True)):
         cands = {
             (c, c == r.total)
@@ -271,15 +296,32 @@ def _complement(
         if not cands:
             continue
 
-        def rank(ct: tuple[Key, bool]) -> tuple[bool, bool, int, str]:
+        def closes(c: Key) -> bool:
+            """Whether ``c`` has another relation that already withholds a cell (a cell there
+            closes a cycle of withheld cells, the rectangle of a two-way table)."""
+            return any(
+                c in (r.total, *r.parts) and r not in near and any(x in hidden for x in (r.total, *r.parts))
+                for r in table.relations
+            )
+
+        def rank(ct: tuple[Key, bool]) -> tuple[bool, bool, bool, int, str]:
             c, is_total = ct
             v = table.values[c]
-            return (v == 0, is_total, v, repr(c))
+            return (v == 0, not closes(c), is_total, v, repr(c))
 
-        ordered = [c for c, _ in sorted(cands, key=rank)]
+        # a zero whose relation adds up to a published 0 would be determined at once
+        zero_totals = {
+            r.total for r in table.relations if table.values[r.total] == 0 and r.total not in hidden
+        }
+        useless = {c for r in table.relations if r.total in zero_totals for c in r.parts}
+        ordered = [c for c, _ in sorted(cands, key=rank) if c not in useless] or [
+            c for c, _ in sorted(cands, key=rank)
+        ]
         for c in ordered[:_TRIALS]:
-            after = auditor.exposures(hidden | {c}, watch | {c})
-            if exp not in after and len(after) < before:
+            more, watched = hidden | {c}, watch | {c}
+            if not auditor.still_exposed(exp, more, watched) and not auditor.still_exposed(
+                Exposure((c,), 0, 0, "determined"), more, watched
+            ):
                 return c
         return ordered[0]
     return None

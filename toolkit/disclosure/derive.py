@@ -212,15 +212,13 @@ def _t1_block(
     if not levels:
         return
     categorical = any(lv != MISSING for lv, _ in levels)
-    if not categorical:  # numeric: the count of values present is never shown
-        levels.append(("(present)", {}))
     # a categorical variable's Overall column is the partition other tables grouped by it publish
     shared = categorical and sys.agrees([(("size", v, lv), c.get(groups[0])) for lv, c in levels])
 
     def key(lv: str, g: str) -> Key:
         if g == groups[0] and shared:
             return ("size", v, lv)
-        if g == "(no group)" or lv == "(present)":
+        if g == "(no group)":
             return ("slack", where, v, lv, g)
         return (where, v, lv, g)
 
@@ -229,6 +227,8 @@ def _t1_block(
             k = key(lv, g)
             sys.cell(k, None if _is_slack(k) else counts.get(g), f"{where} {v}={lv} [{g}]")
         sys.relate(key(lv, groups[0]), [key(lv, g) for g in columns])
+    if not categorical:  # numeric: the count of values present is never shown
+        return
     for g in [groups[0], *columns]:
         sys.relate(total if g == groups[0] else colsize[g], [key(lv, g) for lv, _ in levels])
 

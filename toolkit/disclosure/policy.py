@@ -83,10 +83,9 @@ class DisclosurePolicy:
         """
         if not self.enabled:
             return {k: "published" for k in sizes}
-        return {
-            str(k): v
-            for k, v in protect_partition(dict(sizes), min_cell=self.min_cell, primary=primary).items()
-        }
+        parts: dict[Key, int] = {k: int(v) for k, v in sizes.items()}
+        got = protect_partition(parts, min_cell=self.min_cell, primary=primary)
+        return {str(k): v for k, v in got.items()}
 
     def protect_table(
         self,
