@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO, make_study
+from tests.federated.conftest import REPO, make_study
 
 
 def regent(*args: str) -> subprocess.CompletedProcess[str]:
