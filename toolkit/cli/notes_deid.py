@@ -6,6 +6,7 @@ Errors name the file, line and field; note text is never echoed (only counts are
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -80,6 +81,13 @@ def evaluate_deid_command(
     found: Annotated[
         Path | None, typer.Option(help="Score these spans (JSON Lines) instead of running the de-identifier")
     ] = None,
+    site_terms: Annotated[
+        Path | None, typer.Option(help="The site's own names and places, one per line (shipped model)")
+    ] = None,
+    mine_site_terms: Annotated[
+        bool,
+        typer.Option(help="With --cv: learn site terms from the training folds' gold, as a site would"),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON")] = False,
 ) -> None:
     """Score the de-identifier against gold spans: recall per category, partial catches,
@@ -88,7 +96,7 @@ def evaluate_deid_command(
 
     from toolkit.errors import DeidentificationError
     from toolkit.privacy.deid.corpus import check_gold, read_gold, read_jsonl_gold, read_notes
-    from toolkit.privacy.deid.engine import NoteDeidentifier
+    from toolkit.privacy.deid.engine import NoteDeidentifier, SiteTerms
     from toolkit.privacy.deid.evaluate import cross_validate, find_by_person, score
     from toolkit.privacy.deid.spans import Span
 
@@ -106,11 +114,34 @@ def evaluate_deid_command(
         if cv < 2:
             raise DeidentificationError(f"--cv: expected 0 or at least 2 folds; got {cv}")
         with err.status("cross-validating") as status:
-            result, _ = cross_validate(rows, gold_spans, folds=cv, progress=lambda s: status.update(s))
+            result, _ = cross_validate(
+                rows, gold_spans, folds=cv, site_terms=mine_site_terms, progress=lambda s: status.update(s)
+            )
     else:
+        terms = (
+            SiteTerms.from_lines(site_terms.read_text(encoding="utf-8").splitlines()) if site_terms else None
+        )
         with err.status(f"de-identifying {len(rows)} notes"):
-            result = score(rows, gold_spans, find_by_person(NoteDeidentifier(), rows))
-    if as_json:
-        out.print(json.dumps(result.to_dict(), indent=2))
-    else:
-        out.print(result.to_text())
+            result = score(rows, gold_spans, find_by_person(NoteDeidentifier(site_terms=terms), rows))
+    # plain stdout: rich would read "[...]" in the output as markup
+    sys.stdout.write((json.dumps(result.to_dict(), indent=2) if as_json else result.to_text()) + "\n")
+
+
+def mine_site_terms_command(
+    notes: Annotated[Path, typer.Option(help="Annotated notes of this site (PhysioNet .text or JSON Lines)")],
+    gold: Annotated[Path, typer.Option(help="Their gold spans (PhysioNet .phrase or JSON Lines)")],
+    out_path: Annotated[Path, typer.Option("--out", help="Site terms file (KIND<TAB>term per line)")],
+    min_persons: Annotated[int, typer.Option(help="A term must be marked for this many persons")] = 2,
+) -> None:
+    """Learn a site's own names and places (its hospital, wards, staff seen by many patients) from
+    annotated notes, for ``--site-terms``.  The file holds identifiers: keep it at the site."""
+    from toolkit.io import atomic_write_text
+    from toolkit.privacy.deid.corpus import check_gold, read_gold, read_notes
+    from toolkit.privacy.deid.evaluate import mine_site_terms
+
+    rows = read_notes(notes)
+    gold_spans = read_gold(gold)
+    check_gold(rows, gold_spans, source=str(gold))
+    terms = mine_site_terms(rows, gold_spans, min_persons=min_persons)
+    atomic_write_text(out_path, "".join(f"{kind}\t{term}\n" for term, kind in sorted(terms.terms.items())))
+    out.print(f"{len(terms.terms)} site terms: {out_path}")

@@ -1,13 +1,19 @@
 """De-identification: keyed pseudonyms, date shifting, top-coding, coarse geography, note and
-DICOM scrubbing, and a k-anonymity / l-diversity report (``regent registry deidentify``)."""
+DICOM scrubbing, and a k-anonymity / l-diversity report (``regent registry deidentify``);
+free-text notes with surrogates or masks (``regent notes deidentify``, docs/privacy.md)."""
 
+from toolkit.privacy.deid.engine import NoteDeidentifier, SiteTerms
+from toolkit.privacy.deid.notes import deidentify_notes
 from toolkit.privacy.deid.registry import DeidConfig, DeidReport, anonymity_report, deidentify_registry
 from toolkit.privacy.deid.text import find_identifiers, scrub_text
 
 __all__ = [
     "DeidConfig",
     "DeidReport",
+    "NoteDeidentifier",
+    "SiteTerms",
     "anonymity_report",
+    "deidentify_notes",
     "deidentify_registry",
     "find_identifiers",
     "scrub_text",

@@ -80,13 +80,92 @@ _HEADER_CUE = re.compile(
 )
 _CAP_WORD = re.compile(r"[A-ZÀ-ÖØ-Þ][^\s,;:()\[\]<>\"|/=]*")
 _FACILITY = re.compile(
-    r"\b(?:Hospital|HOSPITAL|Clinic|CLINIC|Centre|CENTRE|Center|CENTER|Infirmary|INFIRMARY|Institute|"
-    r"Medical Group|Hospice|HOSPICE)\b"
+    r"\b(?:Hospital|HOSPITAL|hospital|Hosp|HOSP|hosp|Clinic|CLINIC|Centre|CENTRE|Center|CENTER|Infirmary|"
+    r"INFIRMARY|Institute|Medical Group|Hospice|HOSPICE)\b"
 )
+#: words in facility names (Holy Cross, Sacred Heart, General, Memorial ...)
+INSTITUTION_WORDS = frozenset(
+    [
+        "st",
+        "saint",
+        "holy",
+        "sacred",
+        "heart",
+        "cross",
+        "mercy",
+        "memorial",
+        "general",
+        "regional",
+        "university",
+        "children's",
+        "samaritan",
+        "adventist",
+        "baptist",
+        "methodist",
+        "presbyterian",
+        "lutheran",
+        "union",
+        "community",
+        "county",
+        "shore",
+        "harbor",
+        "mount",
+        "mt",
+        "providence",
+        "deaconess",
+        "veterans",
+    ]
+)
+_ABBREVIATED = frozenset(["st", "mt", "ft"])
 _WORD_BEFORE = re.compile(r"[A-Za-zÀ-ÿ][\w'À-ÿ-]*\.?")
 _FACILITY_FIRST = re.compile(
     r"\b(?:H[oô]pital|Hospital|Klinikum|Clinique|Clinica|HÃ´pital)[ \t]+[A-ZÀ-ÖØ-Þ][\w'À-ÿ-]*"
     r"(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'À-ÿ-]*)?"
+)
+#: kinship words whose next word is a name (not "family", "friends": "family members")
+_KIN = frozenset(
+    [
+        "son",
+        "sons",
+        "daughter",
+        "daughters",
+        "dtr",
+        "dau",
+        "wife",
+        "husband",
+        "hus",
+        "spouse",
+        "sister",
+        "sisters",
+        "sis",
+        "brother",
+        "brothers",
+        "bro",
+        "mother",
+        "mom",
+        "father",
+        "dad",
+        "aunt",
+        "uncle",
+        "niece",
+        "nephew",
+        "cousin",
+        "friend",
+        "grandson",
+        "granddaughter",
+        "grandaughter",
+        "proxy",
+        "hcp",
+        "guardian",
+        "partner",
+        "fiance",
+        "fiancee",
+        "girlfriend",
+        "boyfriend",
+        "neighbor",
+        "stepdaughter",
+        "stepson",
+    ]
 )
 _NAME_TITLES = frozenset(["dr", "drs", "mr", "mrs", "ms", "miss"])
 #: words that start a place name and join the marked word after them (``St. Agnes``)
@@ -180,6 +259,7 @@ class NoteDeidentifier:
             _join_neighbours(toks, row)
             _join_suffixes(toks, row)
             self._residence(toks, row)
+            self._cued_names(toks, row)
             self._drop_states(toks, row)
         return marks
 
@@ -216,6 +296,34 @@ class NoteDeidentifier:
                 ):
                     sure.setdefault(k, LABELS[1 + int(np.argmax(pr[1:]))])
         return sure
+
+    def _cued_names(self, toks: list[Token], row: list[str | None]) -> None:
+        """Step 4d: a word right after a relative or a title (``husband milovan``, ``Son, Ed,``,
+        ``DR. KOH``), after an initial (``D. Phyl``), or right after a marked first name
+        (``LISA ROSSETTI``).  It must not be a common English word, unless it is a census name
+        written with a capital in a note that is not all capitals (``son Rob``, not ``wife will``)."""
+        lex = self.lexicon
+        words = [i for i, t in enumerate(toks) if t.is_word]
+        for n in range(1, len(words)):
+            i, j = words[n], words[n - 1]
+            word = toks[i].text
+            k = lex.key(word)
+            if row[i] is not None or k in KEEP or len(k) < 2:
+                continue
+            rare = k not in lex.common_words
+            named = (k in lex.first_names or k in lex.surnames) and word[0].isupper() and not word.isupper()
+            between = "".join(t.text for t in toks[j + 1 : i])
+            prev = toks[j].text.lower()
+            if (prev in _KIN and between in ("", ",")) or (prev in _NAME_TITLES and between in ("", ".")):
+                hit = rare or named or (prev in _NAME_TITLES and (k in lex.surnames or k in lex.first_names))
+            elif len(prev) == 1 and prev not in "lr" and between == "." and word[0].isupper():
+                hit = rare
+                if hit and row[j] is None:
+                    row[j] = "NAME"  # D. Phyl: the initial too
+            else:
+                hit = row[j] == "NAME" and between == "" and rare and toks[i].start - toks[j].end == 1
+            if hit:
+                row[i] = "NAME"
 
     def _residence(self, toks: list[Token], row: list[str | None]) -> None:
         """Step 4c: a town after ``lives ... in`` (``lives with son and family in Rockville``)."""
@@ -260,27 +368,12 @@ class NoteDeidentifier:
         common English count, so ``TRANSFER FROM`` does not join."""
         out = []
         for m in _FACILITY.finditer(text):
-            upper = m.group(0).isupper()
+            upper, lower = m.group(0).isupper(), m.group(0).islower()
             start = m.start()
             for w in reversed(list(_WORD_BEFORE.finditer(text, max(0, m.start() - 80), m.start()))):
                 if w.end() != start and not re.fullmatch(r"[ \t]", text[w.end() : start]):
                     break
-                word = w.group(0)
-                k = self.lexicon.key(word.rstrip("."))
-                before = text[max(0, w.start() - 20) : w.start()].rstrip(" \t")
-                abbreviation = re.search(r"(?i)\b(?:st|mt|ft|dr|mr|mrs|ms)\.$", before)
-                sentence_start = not before or (before[-1] in ".:;!?\n" and not abbreviation)
-                if (
-                    not word[0].isupper()
-                    or (w.start() > 0 and text[w.start() - 1].isalnum())
-                    or (word.endswith(".") and k not in ("st", "mt", "ft"))
-                    or (k in KEEP and k not in ("st", "mt", "ft"))
-                    or (
-                        k in self.lexicon.common_words
-                        and (upper or sentence_start)
-                        and k not in ("st", "mt", "ft")
-                    )
-                ):
+                if not self._facility_word(text, w, upper=upper, lower=lower):
                     break
                 start = w.start()
             if start < m.start():
@@ -288,6 +381,27 @@ class NoteDeidentifier:
         for m in _FACILITY_FIRST.finditer(text):
             out.append(Span(m.start(), m.end(), "INSTITUTION", m.group(0)))
         return out
+
+    def _facility_word(self, text: str, w: re.Match[str], *, upper: bool, lower: bool) -> bool:
+        """May this word be part of the facility name that follows it?"""
+        word = w.group(0)
+        k = self.lexicon.key(word.rstrip("."))
+        if (w.start() > 0 and text[w.start() - 1].isalnum()) or (
+            word.endswith(".") and k not in _ABBREVIATED
+        ):
+            return False
+        if k in INSTITUTION_WORDS or k in self.lexicon.states:
+            return True  # Holy Cross, general hospital, MD Hospital
+        if lower:  # "sacred heart hospital": only facility words, places and unknown words
+            return k not in KEEP and (k in self.lexicon.places or k not in self.lexicon.common_words)
+        before = text[max(0, w.start() - 20) : w.start()].rstrip(" \t")
+        abbreviation = re.search(r"(?i)\b(?:st|mt|ft|dr|mr|mrs|ms)\.$", before)
+        sentence_start = not before or (before[-1] in ".:;!?\n" and not abbreviation)
+        return (
+            word[0].isupper()
+            and k not in KEEP
+            and not (k in self.lexicon.common_words and (upper or sentence_start))
+        )
 
     def _drop_states(self, toks: list[Token], row: list[str | None]) -> None:
         """A US state alone is not an identifier (HIPAA Safe Harbor keeps states); inside a

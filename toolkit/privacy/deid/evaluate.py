@@ -275,7 +275,7 @@ def mine_site_terms(
 
 
 #: thresholds tried when the model's thresholds are chosen (name, place)
-MARK_GRID = (0.005, 0.01, 0.02, 0.05)
+MARK_GRID = (0.005, 0.01, 0.02, 0.03, 0.05)
 #: the span precision the chosen thresholds must reach on held-out training notes
 TARGET_PRECISION = 0.75
 
