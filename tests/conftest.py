@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,28 @@ def hf_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from toolkit.registry.synth.heart_failure import SynthConfig, synthesize
 
     return synthesize(tmp_path_factory.mktemp("hf") / "hf.duckdb", SynthConfig(2000, 3, 11))
+
+
+@pytest.fixture(scope="session")
+def hf_lake(hf_registry: Path) -> Path:
+    """The same registry as a folder of Parquet tables (same digest), beside the file."""
+    from toolkit.registry.lake import write_lake
+
+    return write_lake(hf_registry, hf_registry.with_name("hf_lake"))
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local Spark session (``local[2]``) for every Spark test: starting one costs ~20 s and
+    Spark allows one per process.  Skipped without pyspark or Java."""
+    pytest.importorskip("pyspark")
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        pytest.skip("the Spark engine needs Java")
+    from toolkit.cohort.spark import local_spark
+
+    session = local_spark("regent-tests")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

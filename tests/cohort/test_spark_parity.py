@@ -1,14 +1,12 @@
-"""The Spark backend gives the DuckDB backend's cohort, attrition and provenance exactly.
+"""The Spark backend, reading the registry's Parquet tables in place, gives the DuckDB backend's
+cohort, attrition and provenance exactly.
 
-One local SparkSession for the module (start-up costs ~20 s); skipped without pyspark or Java.
+The session-wide local SparkSession (tests/conftest.py); skipped without pyspark or Java.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,29 +26,18 @@ SPECS = {
 }
 
 
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    pytest.importorskip("pyspark")
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        pytest.skip("the Spark backend needs Java")
-    from toolkit.cohort.spark import local_spark
-
-    # left running: Spark allows one session per process and other modules reuse it
-    yield local_spark()
-
-
 def sorted_cohort(result: CohortResult) -> pd.DataFrame:
     return result.cohort.sort_values(["person_id", "index_time"]).reset_index(drop=True)
 
 
 @pytest.mark.spark
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_spark_equals_duckdb(name: str, spark: SparkSession, hf_registry: Path) -> None:
+def test_spark_equals_duckdb(name: str, spark: SparkSession, hf_registry: Path, hf_lake: Path) -> None:
     from toolkit.cohort.spark import run_cohort_spark
 
     with Registry(hf_registry) as reg:
         duck = run_cohort(SPECS[name], reg)
-    sp = run_cohort_spark(SPECS[name], hf_registry, spark=spark)
+    sp = run_cohort_spark(SPECS[name], hf_lake, spark=spark)
     assert sp.compiled == duck.compiled
     assert len(duck.cohort) > 100 and duck.events > 10, "the parity check needs a non-trivial cohort"
     pd.testing.assert_frame_equal(sorted_cohort(sp), sorted_cohort(duck), check_exact=True)
@@ -73,20 +60,50 @@ def test_every_criterion_spec_exercises_what_it_claims(hf_registry: Path) -> Non
 
 
 @pytest.mark.spark
-def test_spark_backend_leaves_the_callers_session_alone(spark: SparkSession, hf_registry: Path) -> None:
+def test_spark_backend_reads_the_lake_in_place_and_leaves_the_callers_session_alone(
+    spark: SparkSession, hf_lake: Path
+) -> None:
     from toolkit.cohort.spark import SparkBackend
 
     before = set(spark.catalog.listTables())
-    with SparkBackend(spark, hf_registry) as backend:
-        assert {"person", "observation_period", "events"} <= {
+    files = sorted(p for p in hf_lake.rglob("*") if p.is_file())
+    with SparkBackend(spark, hf_lake) as backend:
+        assert {"person", "observation_period", "events", "notes", "images"} <= {
             t.name for t in backend.spark.catalog.listTables()
         }
         assert backend.attributes() == {"smoking": "category"}
-        frame = backend.query("SELECT person_id, time FROM events LIMIT 1")
+        frame = backend.query("SELECT * FROM events LIMIT 1")
+        assert list(frame.columns) == ["person_id", "time", "code", "numeric_value", "text_value", "unit"]
         assert str(frame["person_id"].dtype) == "int64" and str(frame["time"].dtype) == "datetime64[us]"
-        folder = backend._dir
+        assert not any(hasattr(backend, a) for a in ("_dir", "registry_path")), "nothing is exported"
     assert set(spark.catalog.listTables()) == before
-    assert not folder.exists(), "exported Parquet files left behind"
+    assert sorted(p for p in hf_lake.rglob("*") if p.is_file()) == files, "the lake is read, never written"
+
+
+@pytest.mark.spark
+def test_spark_refuses_a_duckdb_file_and_points_to_convert(spark: SparkSession, hf_registry: Path) -> None:
+    from toolkit.cohort.spark import run_cohort_spark
+    from toolkit.errors import RegistryError
+
+    with pytest.raises(RegistryError, match=r"regent registry convert .* --to parquet"):
+        run_cohort_spark(SPECS["hf_mortality"], hf_registry, spark=spark)
+
+
+@pytest.mark.spark
+def test_spark_refuses_a_lake_whose_files_changed(spark: SparkSession, hf_lake: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from toolkit.cohort.spark import SparkBackend
+    from toolkit.errors import RegistryError
+
+    copy = tmp_path / "lake"
+    shutil.copytree(hf_lake, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["tables"]["events"]["rows"] += 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RegistryError, match=r"table 'events' has \d+ rows; manifest.json says"):
+        SparkBackend(spark, copy)
 
 
 def test_missing_pyspark_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,9 +126,10 @@ def test_spec_errors_name_the_key() -> None:
 
 
 @pytest.mark.spark
-def test_window_features_on_spark_equal_duckdb(hf_registry: Path, cohort_and_events) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("pyspark")
-    from toolkit.cohort.spark import SparkBackend, local_spark
+def test_window_features_on_spark_equal_duckdb(
+    hf_registry: Path, hf_lake: Path, spark, cohort_and_events
+) -> None:  # type: ignore[no-untyped-def]
+    from toolkit.cohort.spark import SparkBackend
 
     cohort, _ = cohort_and_events
     spec = FeatureSpec.model_validate(
@@ -145,7 +146,7 @@ def test_window_features_on_spark_equal_duckdb(hf_registry: Path, cohort_and_eve
     with Registry(hf_registry) as reg:
         duck = window_features(cohort, reg.con, spec)
         duck_gen = generated_features(cohort, reg.con, spec).to_frame()
-    with SparkBackend(local_spark(), hf_registry) as backend:
+    with SparkBackend(spark, hf_lake) as backend:
         spark = window_features(cohort, backend, spec)
         spark_gen = generated_features(cohort, backend, spec).to_frame()
     pd.testing.assert_frame_equal(duck, spark, check_dtype=False, rtol=1e-9)

@@ -74,6 +74,9 @@ def registry_import(
         Path | None, typer.Option("--csv", help="A one-row-per-patient CSV or Parquet file")
     ] = None,
     mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping YAML for --csv")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="duckdb (one file) or parquet (a folder of Parquet tables)")
+    ] = "duckdb",
 ) -> None:
     """Import a flat (one row per patient) table into the canonical registry schema."""
     from toolkit.errors import ImportMappingError
@@ -83,9 +86,9 @@ def registry_import(
     if csv is not None:
         if mapping is None:
             raise ImportMappingError("--csv needs --mapping FILE")
-        path = import_flat(read_table(csv), load_mapping(mapping), out_path, source=str(mapping))
+        path = import_flat(read_table(csv), load_mapping(mapping), out_path, source=str(mapping), format=fmt)
     elif name is not None:
-        path = import_dataset(name, out_path)
+        path = import_dataset(name, out_path, format=fmt)
     else:
         raise ImportMappingError("give a dataset name or --csv FILE --mapping FILE")
     out.print(f"wrote {path}")
@@ -99,6 +102,9 @@ def registry_synth(
     out_path: Annotated[Path, typer.Option("--out")] = Path("data/hf.duckdb"),
     notes: Annotated[bool, typer.Option(help="Clinical notes (+ annotation and PHI tables)")] = True,
     images: Annotated[bool, typer.Option(help="DICOM images under <name>.images/ (+ annotations)")] = True,
+    fmt: Annotated[
+        str, typer.Option("--format", help="duckdb (one file) or parquet (a folder of Parquet tables)")
+    ] = "duckdb",
 ) -> None:
     """Build the synthetic heart-failure registry (truth written beside it).
 
@@ -106,7 +112,7 @@ def registry_synth(
     outcomes), for large benchmarks."""
     from toolkit.registry.synth.heart_failure import SynthConfig, synthesize, truth_paths
 
-    path = synthesize(out_path, SynthConfig(patients, sites, seed, notes=notes, images=images))
+    path = synthesize(out_path, SynthConfig(patients, sites, seed, notes=notes, images=images), format=fmt)
     tj, tp = truth_paths(path)
     out.print(f"wrote {path}\ntruth: {tj} and {tp}")
 
@@ -127,13 +133,21 @@ def registry_import_omop(
     cdm_version: Annotated[
         str | None, typer.Option(help="5.3 or 5.4; default: cdm_source.cdm_version, else the columns")
     ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="duckdb (one file) or parquet (a folder of Parquet tables)")
+    ] = "duckdb",
 ) -> None:
     """Import OMOP CDM 5.3 or 5.4 tables into the canonical registry schema; print what was read,
     written and dropped per table."""
     from toolkit.registry.importers.omop import import_omop
 
     path = import_omop(
-        folder, out_path, vocabulary=vocabulary, prefer_source=prefer_source, cdm_version=cdm_version
+        folder,
+        out_path,
+        vocabulary=vocabulary,
+        prefer_source=prefer_source,
+        cdm_version=cdm_version,
+        format=fmt,
     )
     _print_summary(path)
     out.print(f"wrote {path}")
@@ -167,14 +181,37 @@ def registry_import_meds(
         str | None, typer.Option(help="Code that starts an observation period (with --obs-end)")
     ] = None,
     obs_end: Annotated[str | None, typer.Option(help="Code that ends an observation period")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="duckdb (one file) or parquet (a folder of Parquet tables)")
+    ] = "duckdb",
 ) -> None:
     """Import a MEDS dataset into the canonical registry schema; print what was read and written."""
     from toolkit.registry.meds import import_meds
 
     path = import_meds(
-        meds_dir, out_path, period_codes=(obs_start, obs_end) if obs_start or obs_end else None
+        meds_dir,
+        out_path,
+        period_codes=(obs_start, obs_end) if obs_start or obs_end else None,
+        format=fmt,
     )
     _print_summary(path)
+    out.print(f"wrote {path}")
+
+
+@registry_app.command("convert")
+def registry_convert(
+    source: Annotated[Path, typer.Argument(help="A registry: a DuckDB file or a Parquet folder")],
+    to: Annotated[str, typer.Option("--to", help="parquet (a folder of tables) or duckdb (one file)")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write it (replaced if it exists)")],
+    buckets: Annotated[int, typer.Option(help="Person buckets of events, notes and images (parquet)")] = 16,
+) -> None:
+    """Convert a registry between one DuckDB file and a folder of Parquet tables (same digest)."""
+    from toolkit.registry.lake import check_format, write_duckdb, write_lake
+
+    if check_format(to, option="--to") == "parquet":
+        path = write_lake(source, out_path, buckets=buckets)
+    else:
+        path = write_duckdb(source, out_path)
     out.print(f"wrote {path}")
 
 
@@ -190,18 +227,19 @@ def cohort_schema() -> None:
 @cohort_app.command("run")
 def cohort_run(
     spec: Path,
-    registry: Annotated[Path, typer.Option(help="Registry file")],
+    registry: Annotated[Path, typer.Option(help="Registry: a DuckDB file or a Parquet folder")],
     out_dir: Annotated[Path, typer.Option("--out")],
-    backend: Annotated[str, typer.Option(help="duckdb or spark")] = "duckdb",
+    backend: Annotated[str, typer.Option(help="duckdb or spark (spark reads a Parquet folder)")] = "duckdb",
+    master: Annotated[str, typer.Option(help="Spark master: local[N] or spark://HOST:PORT")] = "local[2]",
 ) -> None:
     """Run a cohort: writes cohort.parquet, attrition.csv and provenance.parquet."""
     from toolkit.cohort.run import run_cohort
     from toolkit.registry.store import Registry
 
     if backend != "duckdb":
-        from toolkit.cohort.spark import run_cohort_spark
+        from toolkit.cohort.spark import local_spark, run_cohort_spark
 
-        result = run_cohort_spark(spec, registry)
+        result = run_cohort_spark(spec, registry, spark=local_spark(master=master))
     else:
         with Registry(registry) as reg:
             result = run_cohort(spec, reg)
@@ -241,8 +279,18 @@ def study_run(
     study: Path,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder")],
     registry: Annotated[
-        Path | None, typer.Option(help="Use this registry file instead of the study's")
+        Path | None, typer.Option(help="Use this registry (file or Parquet folder) instead of the study's")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="duckdb (in process) or spark (the registry as a Parquet folder)")
+    ] = "duckdb",
+    master: Annotated[str, typer.Option(help="Spark master: local[N] or spark://HOST:PORT")] = "local[2]",
+    distributed_rows: Annotated[
+        int, typer.Option(help="Spark: XGBoost models of at least this many rows train with xgboost.spark")
+    ] = 1_000_000,
+    driver_max_rows: Annotated[
+        int, typer.Option(help="Spark: the most rows of the analysis matrix brought to the driver")
+    ] = 20_000_000,
     mlruns: Annotated[Path, typer.Option(help="MLflow store folder")] = Path("mlruns"),
     track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
     resume: Annotated[
@@ -262,7 +310,17 @@ def study_run(
         from toolkit.tracking.mlflow_tracker import MLflowTracker
 
         tracker = MLflowTracker(mlruns)
-    run = run_with_progress(study, out_dir=out_dir, registry=registry, tracker=tracker, resume=resume)
+    from toolkit.study.engine import EngineSpec
+
+    spec = EngineSpec(
+        engine,  # type: ignore[arg-type]  # EngineSpec checks the name
+        master=master,
+        distributed_rows=distributed_rows,
+        driver_max_rows=driver_max_rows,
+    )
+    run = run_with_progress(
+        study, out_dir=out_dir, registry=registry, tracker=tracker, resume=resume, engine=spec
+    )
     print_run(run, out_dir=out_dir, mlruns=mlruns, track=track)
 
 

@@ -32,7 +32,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run_with_progress(
-    study: Path, *, out_dir: Path, registry: Path | None, tracker: Any, resume: bool
+    study: Path, *, out_dir: Path, registry: Path | None, tracker: Any, resume: bool, engine: Any = None
 ) -> Any:
     """Run a study with a progress bar over its steps (and the folds inside each model)."""
     from toolkit.study.plan import plan_study
@@ -62,7 +62,13 @@ def run_with_progress(
                 bar.update(task, description=label)
 
             run = run_study(
-                plan, out=out_dir, tracker=tracker, registry=registry, use_cache=resume, progress=on_step
+                plan,
+                out=out_dir,
+                tracker=tracker,
+                registry=registry,
+                use_cache=resume,
+                progress=on_step,
+                engine=engine,
             )
             bar.update(task, completed=len(steps))
     finally:

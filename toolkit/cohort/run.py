@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,7 +17,12 @@ from toolkit.registry.store import Registry
 
 
 class Backend(Protocol):
-    """What the cohort engine needs from a registry backend."""
+    """What the cohort engine and the study's data stage need from a registry engine.
+
+    Two implement it: :class:`DuckDBBackend` (a registry file or a Parquet lake, in process) and
+    ``toolkit.cohort.spark.SparkBackend`` (a Parquet lake, on Spark).  SQL handed to ``query`` and
+    ``materialize`` is in the backend's ``dialect``.
+    """
 
     dialect: str
 
@@ -26,9 +32,33 @@ class Backend(Protocol):
 
     def attributes(self) -> dict[str, str]: ...
 
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        """Make a (small, driver-side) frame a temporary table the next queries can join."""
+        ...
+
+    def map_rows(
+        self, sql: str, fn: Callable[[pd.DataFrame], pd.DataFrame], columns: dict[str, str]
+    ) -> pd.DataFrame:
+        """``fn`` applied to the rows of ``sql`` batch by batch (where the engine runs them), with
+        the results, ``columns`` (name -> canonical SQL type), brought back as one frame."""
+        ...
+
+    def digest(self) -> str: ...
+
+    def table_names(self) -> set[str]: ...
+
+    @property
+    def base(self) -> Path:
+        """The folder relative image ``uri``s resolve against."""
+        ...
+
+
+#: Rows per batch when DuckDB feeds :meth:`DuckDBBackend.map_rows` (bounded memory for notes).
+MAP_BATCH_ROWS = 20_000
+
 
 class DuckDBBackend:
-    """The embedded default: a registry file opened read-only, scratch tables in memory."""
+    """The embedded default: a registry (file or lake) opened read-only, scratch tables in memory."""
 
     dialect = "duckdb"
 
@@ -43,6 +73,54 @@ class DuckDBBackend:
 
     def attributes(self) -> dict[str, str]:
         return {a.name: a.dtype for a in self.registry.attributes()}
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        con = self.registry.con
+        con.execute("SELECT 1").fetchall()  # finish any pending result: register() refuses beside one
+        con.register(f"_{name}_df", frame)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _{name}_df")
+        finally:
+            con.unregister(f"_{name}_df")
+
+    def map_rows(
+        self, sql: str, fn: Callable[[pd.DataFrame], pd.DataFrame], columns: dict[str, str]
+    ) -> pd.DataFrame:
+        result = self.registry.con.execute(sql)
+        parts = []
+        while True:
+            batch = result.fetch_df_chunk(max(1, MAP_BATCH_ROWS // 2048))
+            if batch.empty:
+                break
+            parts.append(fn(batch)[list(columns)])
+        if not parts:
+            return pd.DataFrame({c: pd.Series(dtype=_PANDAS_TYPES[t]) for c, t in columns.items()})
+        return pd.concat(parts, ignore_index=True)
+
+    def digest(self) -> str:
+        return self.registry.digest()
+
+    def table_names(self) -> set[str]:
+        return self.registry.table_names()
+
+    @property
+    def base(self) -> Path:
+        return self.registry.base
+
+
+def as_backend(source: Registry | Backend) -> Backend:
+    """A backend for ``source``: an open :class:`Registry` runs on DuckDB; a backend is itself."""
+    return DuckDBBackend(source) if isinstance(source, Registry) else source
+
+
+_PANDAS_TYPES = {
+    "BIGINT": "int64",
+    "DOUBLE": "float64",
+    "VARCHAR": "object",
+    "BOOLEAN": "bool",
+    "DATE": "datetime64[s]",
+    "TIMESTAMP": "datetime64[us]",
+}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ and the data-quality table (one row per note or image problem; counts in :meth:`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,24 @@ from typing import Any
 
 import pandas as pd
 
+from toolkit.cohort.run import as_backend
 from toolkit.cohort.spec import ConceptItem
 from toolkit.features.imaging import image_features, measure_images
-from toolkit.features.notes import load_lexicon, note_features
-from toolkit.features.windows import FeatureSpec, feature_matrix, generated_features, window_features
+from toolkit.features.lexicon import Lexicon
+from toolkit.features.notes import (
+    NoteFeatureSpec,
+    load_lexicon,
+    mention_features,
+    note_mentions,
+    text_features,
+)
+from toolkit.features.windows import (
+    FeatureSpec,
+    _query,
+    feature_matrix,
+    generated_features,
+    window_features,
+)
 from toolkit.registry import schema as S
 
 #: The standard ablation: each set is a union of modalities.
@@ -58,10 +73,14 @@ def build_features(
 ) -> FusedFeatures:
     """Every declared modality for the cohort's rows, joined in cohort order.
 
-    ``reg`` is an open :class:`~toolkit.registry.store.Registry`; image ``uri``s are resolved
-    against the registry file's folder; a lexicon file against ``base`` (the study folder).
+    ``reg`` is an open :class:`~toolkit.registry.store.Registry` or a cohort ``Backend``
+    (``DuckDBBackend``, ``SparkBackend``): window features are SQL on the backend, note mentions
+    are extracted where the backend runs (on Spark: on the executors), images are measured here.
+    Image ``uri``s are resolved against the registry's folder; a lexicon file against ``base``
+    (the study folder).
     """
-    windows = window_features(cohort, reg.con, spec, concept_sets=concept_sets, source=source)
+    backend = as_backend(reg)
+    windows = window_features(cohort, backend, spec, concept_sets=concept_sets, source=source)
     static = [c for c in cohort.columns if c not in (S.PERSON_ID, S.INDEX_TIME)]
     frame = feature_matrix(cohort, windows, static)
     structured = list(spec.static) + [w.name for w in spec.windows]
@@ -69,43 +88,84 @@ def build_features(
     quality: list[pd.DataFrame] = []
     keys = [S.PERSON_ID, S.INDEX_TIME]
     if spec.generators:
-        gen = generated_features(cohort, reg.con, spec).to_frame()
+        gen = generated_features(cohort, backend, spec).to_frame()
         frame = frame.merge(gen, on=keys, how="left")
         groups["structured"] = structured + [c for c in gen.columns if c not in keys]
-    persons = cohort[[S.PERSON_ID]].drop_duplicates()
-    reg.con.execute("SELECT 1").fetchall()  # finish any pending result before register()
-    reg.con.register("_fusion_persons", persons)
-    try:
-        if spec.note_spec is not None:
-            ns = spec.note_spec
-            notes = reg.con.execute(
-                "SELECT n.note_id, n.person_id, n.time, n.note_type, n.text FROM notes n "
-                "SEMI JOIN _fusion_persons p ON n.person_id = p.person_id ORDER BY n.note_id"
-            ).df()
-            lexicon = load_lexicon(ns.lexicon, base=base)
-            feats, q = note_features(cohort, notes, ns, lexicon=lexicon)
-            frame = frame.merge(feats, on=keys, how="left")
-            groups["notes"] = [c for c in feats.columns if c not in keys]
-            quality.append(q.assign(detail=""))
-        if spec.image_spec is not None:
-            isp = spec.image_spec
-            images = reg.con.execute(
-                "SELECT i.image_id, i.person_id, i.time, i.modality, i.uri FROM images i "
-                "SEMI JOIN _fusion_persons p ON i.person_id = p.person_id ORDER BY i.image_id"
-            ).df()
-            values, q = measure_images(
-                images, Path(reg.path).parent, measurements=list(isp.measurements), texture=isp.texture
-            )
-            feats = image_features(cohort, values, isp)
-            frame = frame.merge(feats, on=keys, how="left")
-            groups["images"] = [c for c in feats.columns if c not in keys]
-            quality.append(q)
-    finally:
-        reg.con.unregister("_fusion_persons")
+    if spec.note_spec is not None or spec.image_spec is not None:
+        backend.register(_PERSONS, cohort[[S.PERSON_ID]].drop_duplicates())
+    if spec.note_spec is not None:
+        feats, q = _note_features(cohort, backend, spec.note_spec, base=base)
+        frame = frame.merge(feats, on=keys, how="left")
+        groups["notes"] = [c for c in feats.columns if c not in keys]
+        quality.append(q.assign(detail=""))
+    if spec.image_spec is not None:
+        isp = spec.image_spec
+        images = _query(
+            backend,
+            f"SELECT i.image_id, i.person_id, i.time, i.modality, i.uri FROM images i {_OF_COHORT.format(t='i')} ORDER BY i.image_id",
+        )
+        values, q = measure_images(
+            images, backend.base, measurements=list(isp.measurements), texture=isp.texture
+        )
+        feats = image_features(cohort, values, isp)
+        frame = frame.merge(feats, on=keys, how="left")
+        groups["images"] = [c for c in feats.columns if c not in keys]
+        quality.append(q)
     frame.attrs["feature_groups"] = groups
     parts = [q[QUALITY_COLUMNS] for q in quality if not q.empty]
     qual = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=QUALITY_COLUMNS)
     return FusedFeatures(frame, groups, qual)
+
+
+_PERSONS = "_fusion_persons"
+_OF_COHORT = "WHERE {t}.person_id IN (SELECT person_id FROM " + _PERSONS + ")"
+#: What the note step brings back from where notes are read: mentions, and quality rows (issue set).
+NOTE_ROWS: dict[str, str] = {
+    "note_id": "BIGINT",
+    S.PERSON_ID: "BIGINT",
+    S.TIME: "TIMESTAMP",
+    "concept": "VARCHAR",
+    "status": "VARCHAR",
+    "issue": "VARCHAR",
+}
+
+
+def note_rows(batch: pd.DataFrame, *, spec: NoteFeatureSpec, lexicon: Lexicon) -> pd.DataFrame:
+    """One batch of notes -> its mentions and its quality rows as :data:`NOTE_ROWS` (runs on the
+    engine's workers: a Spark executor, or the DuckDB process batch by batch)."""
+    mentions, quality = note_mentions(batch, spec, lexicon=lexicon)
+    issues = pd.DataFrame({"note_id": quality["item_id"].astype("int64"), "issue": quality["issue"]})
+    rows = pd.concat([mentions.assign(issue=None), issues], ignore_index=True)
+    return rows.reindex(columns=list(NOTE_ROWS))
+
+
+def _note_features(
+    cohort: pd.DataFrame, backend: Any, ns: NoteFeatureSpec, *, base: Path | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    lexicon = load_lexicon(ns.lexicon, base=base)
+    sql = (
+        f"SELECT n.note_id, n.person_id, n.time, n.note_type, n.text FROM notes n {_OF_COHORT.format(t='n')}"
+    )
+    rows = backend.map_rows(
+        _dialect(backend, sql), functools.partial(note_rows, spec=ns, lexicon=lexicon), NOTE_ROWS
+    )
+    is_issue = rows["issue"].notna().to_numpy()
+    mentions = rows.loc[~is_issue, ["note_id", S.PERSON_ID, S.TIME, "concept", "status"]]
+    quality = pd.DataFrame(
+        {"modality": "notes", "item_id": rows.loc[is_issue, "note_id"], "issue": rows.loc[is_issue, "issue"]}
+    ).sort_values(["item_id", "issue"], kind="stable", ignore_index=True)
+    feats = mention_features(cohort, mentions, ns)
+    if ns.tfidf is not None or ns.embeddings:  # the text of the cohort's notes, on the driver
+        feats = text_features(feats, _query(backend, sql + " ORDER BY n.note_id"), ns)
+    return feats, quality
+
+
+def _dialect(backend: Any, sql: str) -> str:
+    if backend.dialect == "duckdb":
+        return sql
+    from toolkit.cohort.compile import _transpile
+
+    return _transpile(sql, backend.dialect, pretty=False)
 
 
 def ablation_sets(

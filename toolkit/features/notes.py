@@ -39,8 +39,10 @@ __all__ = [
     "extract",
     "extract_notes",
     "load_lexicon",
+    "mention_features",
     "normalise",
     "note_features",
+    "note_mentions",
     "status_labels",
 ]
 
@@ -180,15 +182,36 @@ def note_features(
     ``notes`` holds note_id, person_id, time, note_type, text (the registry's notes table, or the
     part of it the cohort's persons need).  Feature names: ``note_<concept>_<status>`` with the
     status from ``spec.attributes`` (:func:`status_labels`); a window suffix is added when several
-    windows are declared.
+    windows are declared.  The two halves are :func:`note_mentions` (per note: what an engine
+    runs where the notes are) and :func:`mention_features` (per cohort row).
     """
-    keys = cohort[[S.PERSON_ID, S.INDEX_TIME]].drop_duplicates().reset_index(drop=True)
+    mentions, quality = note_mentions(notes, spec, lexicon=lexicon)
+    out = mention_features(cohort, mentions, spec)
+    if spec.tfidf is not None or spec.embeddings:
+        out = text_features(out, notes, spec)
+    return out, quality
+
+
+def note_mentions(
+    notes: pd.DataFrame, spec: NoteFeatureSpec, *, lexicon: Lexicon
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The mentions the features count (note_id, person_id, time, concept, status) and the
+    data-quality rows, note by note: any split of ``notes`` gives the same rows in parts."""
     if spec.note_types is not None:
         notes = notes[notes["note_type"].isin(spec.note_types)]
     mentions, quality = extract_notes(notes, lexicon, max_chars=spec.max_chars)
     mentions = mentions.assign(status=status_labels(mentions, spec.attributes))
     mentions = mentions[~mentions["status"].isin(spec.drop)]
-    m = mentions.merge(notes[["note_id", S.PERSON_ID, S.TIME]], on="note_id").merge(keys, on=S.PERSON_ID)
+    m = mentions[["note_id", "concept", "status"]].merge(
+        notes[["note_id", S.PERSON_ID, S.TIME]], on="note_id"
+    )
+    return m, quality
+
+
+def mention_features(cohort: pd.DataFrame, mentions: pd.DataFrame, spec: NoteFeatureSpec) -> pd.DataFrame:
+    """Concept x status x window counts (or indicators) per cohort row from :func:`note_mentions`."""
+    keys = cohort[[S.PERSON_ID, S.INDEX_TIME]].drop_duplicates().reset_index(drop=True)
+    m = mentions.merge(keys, on=S.PERSON_ID)
     days = (m[S.TIME] - m[S.INDEX_TIME]).dt.total_seconds() / 86400.0
     out = keys.copy()
     columns: dict[str, pd.Series] = {}
@@ -210,13 +233,20 @@ def note_features(
             values = (values > 0).astype(int)
         if (values > 0).mean() >= spec.min_prevalence and (values > 0).any():
             out[name] = values.to_numpy()
-    if spec.tfidf is not None or spec.embeddings:
-        text = _person_text(notes, keys, spec)
-        if spec.tfidf is not None:
-            out = pd.concat([out, tfidf_features(text, spec.tfidf)], axis=1)
-        if spec.embeddings:
-            out = pd.concat([out, embedding_features(text)], axis=1)
-    return out, quality
+    return out
+
+
+def text_features(out: pd.DataFrame, notes: pd.DataFrame, spec: NoteFeatureSpec) -> pd.DataFrame:
+    """TF-IDF and embedding columns of each row's note text, appended to ``out`` (its keys first)."""
+    keys = out[[S.PERSON_ID, S.INDEX_TIME]]
+    if spec.note_types is not None:
+        notes = notes[notes["note_type"].isin(spec.note_types)]
+    text = _person_text(notes, keys, spec)
+    if spec.tfidf is not None:
+        out = pd.concat([out, tfidf_features(text, spec.tfidf)], axis=1)
+    if spec.embeddings:
+        out = pd.concat([out, embedding_features(text)], axis=1)
+    return out
 
 
 def _person_text(notes: pd.DataFrame, keys: pd.DataFrame, spec: NoteFeatureSpec) -> list[str]:

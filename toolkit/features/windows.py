@@ -220,8 +220,9 @@ def compile_generator(g: CodeGenerator) -> str:
 
 # --- running on a backend ------------------------------------------------------------------------
 def _upload_index(con: Any, keys: pd.DataFrame) -> None:
-    """``_feature_index`` on the backend: a DuckDB connection or a Spark backend/session."""
+    """``_feature_index`` on the backend: a DuckDB connection or a cohort ``Backend`` (DuckDB, Spark)."""
     frame = keys.assign(row_id=np.arange(len(keys), dtype=np.int64))[["row_id", S.PERSON_ID, S.INDEX_TIME]]
+    frame = frame.assign(**{S.INDEX_TIME: frame[S.INDEX_TIME].astype("datetime64[us]")})
     if _is_duckdb(con):
         con.execute("SELECT 1").fetchall()  # finish any pending result: register() refuses to run beside one
         con.register("_feature_index_df", frame)
@@ -230,11 +231,7 @@ def _upload_index(con: Any, keys: pd.DataFrame) -> None:
         finally:
             con.unregister("_feature_index_df")
         return
-    spark = getattr(con, "spark", con)
-    df = spark.createDataFrame(frame.assign(**{S.INDEX_TIME: frame[S.INDEX_TIME].astype("datetime64[us]")}))
-    df.selectExpr(
-        "row_id", "person_id", "CAST(index_time AS TIMESTAMP_NTZ) AS index_time"
-    ).createOrReplaceTempView(_INDEX)
+    con.register(_INDEX, frame)
 
 
 def _is_duckdb(con: Any) -> bool:
@@ -244,16 +241,14 @@ def _is_duckdb(con: Any) -> bool:
 
 
 def _query(con: Any, sql: str) -> pd.DataFrame:
+    """Run DuckDB-dialect ``sql`` on a DuckDB connection or a backend (transpiled to its dialect)."""
     if _is_duckdb(con):
         return con.execute(sql).df()
-    from toolkit.cohort.compile import _transpile
+    if con.dialect != "duckdb":
+        from toolkit.cohort.compile import _transpile
 
-    spark = getattr(con, "spark", con)
-    out = spark.sql(_transpile(sql, "spark", pretty=False)).toPandas()
-    for c in out.columns:
-        if pd.api.types.is_datetime64_dtype(out[c].dtype):
-            out[c] = out[c].astype("datetime64[us]")
-    return out
+        sql = _transpile(sql, con.dialect, pretty=False)
+    return con.query(sql)
 
 
 def window_features(
@@ -266,8 +261,8 @@ def window_features(
 ) -> pd.DataFrame:
     """Compute the declared window features for the cohort's index rows.
 
-    ``con`` is the registry's DuckDB connection, or a Spark session / ``SparkBackend`` whose
-    ``events`` view is registered.  Returns the cohort's (person_id, index_time) with one column
+    ``con`` is the registry's DuckDB connection, or a cohort ``Backend`` (``DuckDBBackend``,
+    ``SparkBackend``) whose ``events`` table it reads.  Returns the cohort's (person_id, index_time) with one column
     per feature, in cohort order.
     """
     keys = cohort[[S.PERSON_ID, S.INDEX_TIME]].drop_duplicates().reset_index(drop=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit.errors import RegistryError
 from toolkit.registry import schema as S
 from toolkit.registry.importers.summary import ImportSummary, read_summary
 from toolkit.registry.store import Registry
@@ -156,7 +157,19 @@ def check_registry(path: Path | str) -> QualityReport:
             )
         )
         imported = read_summary(reg.con, present)
-        return QualityReport(str(path), reg.digest(), counts, tuple(findings), namespaces, imported)
+        return QualityReport(str(path), _digest(reg), counts, tuple(findings), namespaces, imported)
+
+
+def _digest(reg: Registry) -> str:
+    """The content digest; a lake's is recomputed from its files and must match its manifest."""
+    digest = reg.digest(recompute=True)
+    if reg.manifest is not None and digest != reg.manifest.digest:
+        raise RegistryError(
+            f"{reg.path}: the tables' content digest is {digest}; manifest.json says "
+            f"{reg.manifest.digest}: the Parquet files changed after the lake was written "
+            "(rewrite it with regent registry convert)"
+        )
+    return digest
 
 
 def import_summary(path: Path | str) -> ImportSummary | None:

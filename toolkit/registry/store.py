@@ -68,8 +68,12 @@ class RegistryWriter:
         attributes: tuple[Attribute, ...] = (),
         metadata: Mapping[str, Any] | None = None,
         overwrite: bool = True,
+        format: str = "duckdb",
     ) -> None:
+        from toolkit.registry.lake import check_format
+
         self.path = Path(path)
+        self.format = check_format(format)  # "parquet": built as a DuckDB file, published as a lake
         if self.path.exists() and not overwrite:
             raise RegistryError(f"{self.path}: already exists (pass overwrite to replace it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +132,10 @@ class RegistryWriter:
         self.con.execute("CHECKPOINT")
         self.con.close()
         self._con = None
+        if self.format == "parquet":
+            from toolkit.registry.lake import finish_as_lake
+
+            return finish_as_lake(self._tmp, self.path)
         os.replace(self._tmp, self.path)
         return self.path
 
@@ -162,9 +170,13 @@ class RegistryData:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-def write_registry(path: Path | str, data: RegistryData, *, overwrite: bool = True) -> Path:
-    """Write ``data`` as a DuckDB registry at ``path`` atomically."""
-    with RegistryWriter(path, attributes=data.attributes, metadata=data.metadata, overwrite=overwrite) as w:
+def write_registry(
+    path: Path | str, data: RegistryData, *, overwrite: bool = True, format: str = "duckdb"
+) -> Path:
+    """Write ``data`` as a registry at ``path`` atomically (a DuckDB file, or a Parquet lake folder)."""
+    with RegistryWriter(
+        path, attributes=data.attributes, metadata=data.metadata, overwrite=overwrite, format=format
+    ) as w:
         w.append("person", data.person)
         w.append("observation_period", data.observation_period)
         w.append("events", data.events)
@@ -183,14 +195,23 @@ def _no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
 
 
 class Registry:
-    """A registry opened read-only.  Use as a context manager.
+    """A registry opened read-only: a DuckDB file, or a folder of Parquet tables (a lake,
+    :mod:`toolkit.registry.lake`) read in place through views.  Use as a context manager.
 
     ``sql`` runs a query whose unqualified table names resolve to the registry; temporary and
-    in-memory tables live in a scratch catalog, so nothing can be written to the file.
+    in-memory tables live in a scratch catalog, so nothing can be written to the file.  A lake's
+    row counts are checked against its manifest when it is opened (``verify``).
     """
 
-    def __init__(self, path: Path | str, *, validate: bool = True) -> None:
+    def __init__(self, path: Path | str, *, validate: bool = True, verify: bool = True) -> None:
         self.path = Path(path)
+        self.manifest: Any = None  # a lake's toolkit.registry.lake.Manifest
+        if self.path.is_dir():
+            from toolkit.registry.lake import open_lake
+
+            self.con, self.manifest = open_lake(self.path, verify=verify)
+            self._validate(validate)
+            return
         if not self.path.is_file():
             raise RegistryError(f"{self.path}: registry file not found")
         check_file(self.path)
@@ -205,6 +226,9 @@ class Registry:
                 "damaged or from another DuckDB version: rebuild or re-import it"
             ) from None
         self.con.execute("USE reg")
+        self._validate(validate)
+
+    def _validate(self, validate: bool) -> None:
         if validate:
             try:
                 problems = schema_problems(self)
@@ -220,10 +244,16 @@ class Registry:
                     f"{self.path}: schema errors:\n" + "\n".join(f"  - {p}" for p in problems)
                 )
 
+    @property
+    def base(self) -> Path:
+        """The folder relative image ``uri``s resolve against: the one holding the file or lake."""
+        return self.path.parent
+
     # --- introspection -------------------------------------------------------------------
     def table_names(self) -> set[str]:
-        rows = self.con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'reg'"
+        rows = self.con.execute(  # a lake's tables are views over its Parquet files
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'reg' "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = 'reg'"
         ).fetchall()
         return {r[0] for r in rows}
 
@@ -254,11 +284,15 @@ class Registry:
         rows = self.con.execute(f"SELECT COUNT(*) FROM {table}").fetchall()  # fetchall closes the result
         return int(rows[0][0]) if rows else 0
 
-    def digest(self) -> str:
+    def digest(self, *, recompute: bool = False) -> str:
         """Content digest: order-independent row hashes of every canonical table.
 
-        DuckDB's ``hash`` is stable within a DuckDB version; the digest records that version.
+        DuckDB's ``hash`` is stable within a DuckDB version; the digest records that version.  A
+        lake's digest is its manifest's, computed when it was written, unless ``recompute``
+        (``regent registry check`` recomputes it and compares).
         """
+        if self.manifest is not None and not recompute:
+            return str(self.manifest.digest)
         try:
             return self._digest()
         except duckdb.Error as exc:  # reading every row is where a damaged file shows itself

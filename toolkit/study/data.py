@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from toolkit.cohort.compile import CompiledCohort, compile_cohort
-from toolkit.cohort.run import CohortResult, DuckDBBackend, execute
+from toolkit.cohort.run import Backend, CohortResult, as_backend, execute
 from toolkit.cohort.spec import parse_offset
 from toolkit.errors import SpecWarning
 from toolkit.features.fusion import build_features
@@ -60,18 +60,22 @@ class StudyData:
     computed: list[str] = field(default_factory=list)  # the steps this call computed (not cached)
 
 
-def compile_study(plan: StudyPlan, registry: Registry) -> CompiledStudy:
-    """Compile the cohort for this registry and check every name the study uses."""
-    backend = DuckDBBackend(registry)
+def compile_study(plan: StudyPlan, registry: Registry | Backend) -> CompiledStudy:
+    """Compile the cohort for this registry and check every name the study uses.
+
+    ``registry`` is an open :class:`Registry` (DuckDB: a file or a Parquet lake) or a backend
+    (``toolkit.cohort.spark.SparkBackend`` on a lake): the same stage runs on either engine.
+    """
+    backend = as_backend(registry)
     attributes = backend.attributes()
     compiled = compile_cohort(plan.cohort, attributes=attributes, source=f"{plan.source}: cohort")
     validate_references(plan.spec, source=plan.source, cohort_columns=list(compiled.columns))
-    return CompiledStudy(plan, compiled, registry.digest(), attributes)
+    return CompiledStudy(plan, compiled, backend.digest(), attributes)
 
 
 def build_study_data(
     plan: StudyPlan,
-    registry: Registry,
+    registry: Registry | Backend,
     *,
     compiled: CompiledStudy | None = None,
     cache: StepCache | None = None,
@@ -86,7 +90,7 @@ def build_study_data(
     ckey = "cohort-" + spec_hash(plan.cohort.model_dump(mode="json"), c.digest)
     cohort = cache.get(ckey) if cache else None
     if cohort is None:
-        cohort = execute(c.cohort, DuckDBBackend(registry))
+        cohort = execute(c.cohort, as_backend(registry))
         if cache:
             cache.put(ckey, cohort)
         computed.append("cohort")

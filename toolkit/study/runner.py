@@ -27,9 +27,9 @@ from toolkit.analysis.predict.models import RiskModel
 from toolkit.cohort.run import CohortResult
 from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import ToolkitError
-from toolkit.registry.store import Registry
 from toolkit.study.cache import StepCache, close_interrupted
 from toolkit.study.data import StudyData, build_study_data, compile_study
+from toolkit.study.engine import EngineSpec, model_training, open_backend
 from toolkit.study.kinds import run_analysis
 from toolkit.study.plan import StudyPlan, plan_study, spec_hash
 from toolkit.study.publish import (
@@ -53,8 +53,12 @@ def data_dir() -> Path:
     return Path(os.environ.get("REGENT_DATA", "data"))
 
 
-def resolve_registry(spec: StudySpec, base: Path, override: Path | None = None) -> tuple[Path, str]:
-    """The registry file a study uses (building shipped or synthetic registries on first use)."""
+def resolve_registry(
+    spec: StudySpec, base: Path, override: Path | None = None, *, format: str = "duckdb"
+) -> tuple[Path, str]:
+    """The registry a study uses (building shipped or synthetic registries on first use, as a
+    DuckDB file or, ``format="parquet"``, a lake folder for the Spark engine)."""
+    suffix = ".duckdb" if format == "duckdb" else "-lake"
     if override is not None:
         return Path(override), str(override)
     src = spec.registry
@@ -64,18 +68,19 @@ def resolve_registry(spec: StudySpec, base: Path, override: Path | None = None) 
     if src.dataset is not None:
         from toolkit.registry.importers.datasets import import_dataset
 
-        out = data_dir() / "registries" / f"{src.dataset}.duckdb"
+        out = data_dir() / "registries" / f"{src.dataset}{suffix}"
         if not out.exists():
-            import_dataset(src.dataset, out)
+            import_dataset(src.dataset, out, format=format)
         return out, f"dataset:{src.dataset}"
     assert src.synthetic is not None
     from toolkit.registry.synth.heart_failure import SynthConfig, synthesize
 
     s = src.synthetic
     media = ("" if s.notes else "-nonotes") + ("" if s.images else "-noimages")
-    out = data_dir() / "registries" / f"synthetic-hf-p{s.patients}-s{s.sites}-seed{s.seed}{media}.duckdb"
+    out = data_dir() / "registries" / f"synthetic-hf-p{s.patients}-s{s.sites}-seed{s.seed}{media}{suffix}"
     if not out.exists():
-        synthesize(out, SynthConfig(s.patients, s.sites, s.seed, notes=s.notes, images=s.images))
+        config = SynthConfig(s.patients, s.sites, s.seed, notes=s.notes, images=s.images)
+        synthesize(out, config, format=format)
     return out, f"synthetic:patients={s.patients},sites={s.sites},seed={s.seed}{media}"
 
 
@@ -175,8 +180,12 @@ def run_study(
     use_cache: bool = True,
     progress: Callable[[str], object] | None = None,
     fail_after: str | None = None,
+    engine: EngineSpec | None = None,
 ) -> StudyRun:
     """Run a study end to end (a folder, its study.yaml, or a :class:`StudyPlan`).
+
+    ``engine`` picks where the data stage runs (:class:`~toolkit.study.engine.EngineSpec`:
+    DuckDB by default, or Spark on a Parquet lake); the results are the same.
 
     ``use_cache`` (the CLI's ``--resume``, on by default) re-uses every step whose inputs are
     unchanged, including the finished steps of a run that crashed or was killed.  ``progress``
@@ -186,19 +195,25 @@ def run_study(
     """
     plan = plan_study(study)
     tracker = tracker or NullTracker()
+    engine = engine or EngineSpec()
     run: _Run | None = None
     try:
-        reg_path, label = resolve_registry(plan.spec, plan.base, Path(registry) if registry else None)
-        with Registry(reg_path) as reg:
-            compiled = compile_study(plan, reg)  # every check, before OUT or the tracker is touched
+        reg_path, label = resolve_registry(
+            plan.spec, plan.base, Path(registry) if registry else None, format=engine.registry_format
+        )
+        with open_backend(engine, reg_path) as backend:
+            compiled = compile_study(plan, backend)  # every check, before OUT or the tracker is touched
             run = _start(plan, Path(out), tracker, use_cache, progress, fail_after)
             run.registry_label = label
-            data = build_study_data(plan, reg, compiled=compiled, cache=run.cache, on_step=_data_steps(run))
-        run.computed += data.computed
-        check_releasable(plan, data.cohort.n)  # empty or below k: one line, exit 2
-        _log_inputs(run, data)
-        analyses = _analyses(run, data)
-        fitted, model_results = _models(run, data)
+            data = build_study_data(
+                plan, backend, compiled=compiled, cache=run.cache, on_step=_data_steps(run)
+            )
+            run.computed += data.computed
+            check_releasable(plan, data.cohort.n)  # empty or below k: one line, exit 2
+            _log_inputs(run, data)
+            analyses = _analyses(run, data)
+            with model_training(engine, backend):  # XGBoost on Spark for a large matrix
+                fitted, model_results = _models(run, data)
         return _finish(run, data, analyses, fitted, model_results)
     except BaseException as exc:
         if run is not None:

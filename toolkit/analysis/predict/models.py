@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.design import is_categorical
+from toolkit.analysis.predict.distributed import current_trainer
 from toolkit.analysis.predict.metrics import expit, horizon_label
 from toolkit.analysis.survival.cox import baseline_cumhaz, cox_stats, newton_raphson
 from toolkit.errors import AnalysisError, ConvergenceError
@@ -396,6 +397,7 @@ class _XGBoost:
     fit_params_: dict[str, Any]
     pre_: Preprocessor
     booster_: Any
+    trained_on_: str  # "driver" (xgboost.train) or "spark" (xgboost.spark, distributed)
 
     def _train(self, z: np.ndarray, label: np.ndarray, objective: str, metric: str) -> Any:
         import xgboost as xgb
@@ -415,7 +417,14 @@ class _XGBoost:
             "verbosity": 0,
             **params,
         }
-        self.booster_ = xgb.train(booster_params, dtrain, num_boost_round=rounds)
+        trainer = current_trainer()
+        if trainer is not None and trainer.wants(len(z)):  # a large matrix on the Spark engine
+            self.booster_ = trainer.train(booster_params, z, label, rounds)
+            self.booster_.feature_names = list(self.pre_.names_)
+            self.trained_on_ = "spark"
+        else:
+            self.booster_ = xgb.train(booster_params, dtrain, num_boost_round=rounds)
+            self.trained_on_ = "driver"
         return dtrain
 
     def _dmatrix(self, x: pd.DataFrame) -> Any:

@@ -77,6 +77,6 @@ def load_dataset(name: str) -> tuple[pd.DataFrame, FlatMapping]:
     return loader(), load_mapping(mapping_path(name))
 
 
-def import_dataset(name: str, out: Path | str) -> Path:
+def import_dataset(name: str, out: Path | str, *, format: str = "duckdb") -> Path:
     frame, mapping = load_dataset(name)
-    return import_flat(frame, mapping, out, source=str(mapping_path(name)))
+    return import_flat(frame, mapping, out, source=str(mapping_path(name)), format=format)

@@ -341,6 +341,8 @@ def flat_to_registry(frame: pd.DataFrame, mapping: FlatMapping, *, source: str) 
     )
 
 
-def import_flat(frame: pd.DataFrame, mapping: FlatMapping, out: Path | str, *, source: str) -> Path:
+def import_flat(
+    frame: pd.DataFrame, mapping: FlatMapping, out: Path | str, *, source: str, format: str = "duckdb"
+) -> Path:
     """Map ``frame`` with ``mapping`` and write the registry to ``out`` atomically."""
-    return write_registry(out, flat_to_registry(frame, mapping, source=source))
+    return write_registry(out, flat_to_registry(frame, mapping, source=source), format=format)

@@ -84,7 +84,11 @@ def _widened(expr: str) -> str:
 
 
 def import_meds(
-    meds_dir: Path | str, out: Path | str, *, period_codes: tuple[str | None, str | None] | None = None
+    meds_dir: Path | str,
+    out: Path | str,
+    *,
+    period_codes: tuple[str | None, str | None] | None = None,
+    format: str = "duckdb",
 ) -> Path:
     """Read the MEDS dataset in ``meds_dir`` into a registry file at ``out`` (written atomically).
 
@@ -113,7 +117,7 @@ def import_meds(
             statics = _static_codes(scan, root)
         attributes = tuple(s.attribute for s in statics)
         metadata = {"name": _dataset_name(root), "source": "MEDS", "importer": "toolkit.registry.meds"}
-    with RegistryWriter(out, attributes=attributes, metadata=metadata) as w:
+    with RegistryWriter(out, attributes=attributes, metadata=metadata, format=format) as w:
         con = w.con
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE TEMP VIEW _meds AS {view}")

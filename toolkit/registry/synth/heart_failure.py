@@ -435,7 +435,7 @@ def _chunk(
     }
 
 
-def synthesize(out: Path | str, config: SynthConfig) -> Path:
+def synthesize(out: Path | str, config: SynthConfig, *, format: str = "duckdb") -> Path:
     """Write a synthetic heart-failure registry to ``out`` and its truth beside it.
 
     Deterministic per seed: chunks of 50,000 persons draw from independent child seeds.  With
@@ -460,7 +460,10 @@ def synthesize(out: Path | str, config: SynthConfig) -> Path:
     truth_parts: list[pd.DataFrame] = []
     mm_parts: dict[str, list[pd.DataFrame]] = {}
     images_cm = atomic_dir(image_dir) if config.images else _no_image_dir(image_dir)
-    with RegistryWriter(out, attributes=attrs, metadata=meta) as w, images_cm as tmp_images:
+    with (
+        RegistryWriter(out, attributes=attrs, metadata=meta, format=format) as w,
+        images_cm as tmp_images,
+    ):
         for i, ss in enumerate(seeds):
             n = min(CHUNK, config.patients - i * CHUNK)
             # the note/image facts and the notes and pixels have streams of their own

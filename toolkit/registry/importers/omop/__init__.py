@@ -59,6 +59,7 @@ def import_omop(
     vocabulary: Path | str | None = None,
     prefer_source: bool = False,
     cdm_version: str | None = None,
+    format: str = "duckdb",
 ) -> Path:
     """Import the OMOP CDM tables in ``folder`` into a registry file at ``out`` (atomically).
 
@@ -79,7 +80,7 @@ def import_omop(
             raise ImportMappingError(
                 f"{folder}: OMOP table {table!r} not found (expected {table}.csv or .parquet)"
             )
-    with RegistryWriter(out, attributes=ATTRIBUTES, metadata={"name": folder.name}) as w:
+    with RegistryWriter(out, attributes=ATTRIBUTES, metadata={"name": folder.name}, format=format) as w:
         con = w.con
         con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ columns in Parquet read as UTC wall times
         version, how = _version(con, found, cdm_version)
