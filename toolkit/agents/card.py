@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.agents.contract import AgentContract
+from toolkit.study.counts import count, model_counts
 from toolkit.study.results import StudyResults
 
 
@@ -54,8 +55,10 @@ def model_card_markdown(contract: AgentContract, manifest: dict[str, Any], resul
         "## Development data and validation (source attributes)",
         f"- Study: `{results.study}` — {results.title}",
         f"- Registry: {results.registry.source} (digest `{results.registry.digest}`)",
-        f"- Cohort: {results.cohort.n} persons, {results.cohort.events} outcome events",
-        f"- Horizon: {mres.horizon_days} days; internal validation by cross-validation.",
+        f"- Cohort: {count(results.cohort.n)} persons, {count(results.cohort.events)} outcome events over all "
+        "follow-up",
+        f"- Horizon: {mres.horizon_days:g} days; internal validation by cross-validation.",
+        *(f"- {line}" for line in model_counts(mres, contract.output.outcome_label).lines()),
         "",
         "## Performance (cross-validated, 95% CI)",
         f"- C-index: {_fmt(m.get('c_harrell_mean'))} ({_fmt(m.get('c_harrell_lower'))}–{_fmt(m.get('c_harrell_upper'))})",

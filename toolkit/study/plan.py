@@ -58,6 +58,7 @@ class StudyPlan:
     def steps(self) -> list[str]:
         """The names of the steps a run goes through, in order (for progress)."""
         return [
+            "registry",
             "cohort",
             "features",
             *(f"analysis {a.name}" for a in self.spec.analyses),

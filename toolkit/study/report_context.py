@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.study.counts import count, days, model_counts
 from toolkit.study.results import StudyResults
 from toolkit.study.spec import StudySpec
 from toolkit.study.tripod import SECTION_TITLES, STATUS_LABEL, ReportStatements, tripod_checklist
@@ -90,6 +91,7 @@ def predictor_rows(spec: StudySpec) -> list[dict[str, str]]:
 
 def report_context(spec: StudySpec, results: StudyResults) -> dict[str, Any]:
     outcome = getattr(spec.cohort, "outcome", None)
+    outcome_name = outcome.name if outcome is not None else "outcome"
     statements = [
         {"key": k, "label": STATEMENT_LABELS.get(k, k), "text": getattr(spec.report, k)}
         for k in ReportStatements.model_fields
@@ -104,8 +106,15 @@ def report_context(spec: StudySpec, results: StudyResults) -> dict[str, Any]:
             **{f"#analysis-{name}": name for name in results.analyses},
         },
         "statements": statements,
-        "outcome_name": outcome.name if outcome is not None else "outcome",
+        "outcome_name": outcome_name,
         "subgroups": list(getattr(spec.cohort, "subgroups", []) or []),
         "model_specs": {m.name: m for m in spec.models},
         "model_types": MODEL_TYPES,
+        # what each horizon model's numbers rest on, in the words every place uses (study/counts.py)
+        "model_counts": {name: model_counts(m, outcome_name) for name, m in results.models.items()},
+        "horizon_counts": [
+            {"days": days(h.days), "events": count(h.events_at_horizon), "evaluable": count(h.n_evaluable)}
+            for h in results.cohort.horizons
+            if "n_evaluable" in h.model_fields_set
+        ],
     }

@@ -90,7 +90,10 @@ class CohortInfo(ResultModel):
     name: str = Field(description="The cohort spec's `name`.")
     n: int | None = Field(description="Persons in the cohort (distinct person_id).")
     events: int | None = Field(description="Cohort rows with event == 1 (the outcome, not competing events).")
-    horizons: list[Horizon] = Field(description="One per outcome horizon.")
+    horizons: list[Horizon] = Field(
+        description="One per outcome horizon: `{name, days, n_evaluable, events_at_horizon}`, the counts "
+        "from the cohort's label column (null when a part they split the persons into is 1..k-1)."
+    )
     attrition: list[AttritionRow] = Field(description="One row per attrition step (docs/cohorts.md).")
 
 
@@ -148,7 +151,9 @@ class SubgroupGap(ResultModel):
 
 class Subgroups(ResultModel):
     variables: dict[str, list[Json]] = Field(
-        description="Per subgroup variable, cells `{level, n, events, metrics, warnings}` or `{level, suppressed: true}`."
+        description="Per subgroup variable, cells `{level, n, events, n_evaluable, events_at_horizon, metrics, "
+        "warnings}` or `{level, suppressed: true}`; `events` over all follow-up, `events_at_horizon` by the horizon "
+        "among the `n_evaluable` (null in every cell of a variable when one cell's would be 1..k-1)."
     )
     gaps: list[SubgroupGap] = Field(
         description="The largest gap per variable and metric (highest - lowest level)."

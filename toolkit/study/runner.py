@@ -41,6 +41,13 @@ from toolkit.study.publish import (
     publish,
     result_tables,
 )
+from toolkit.study.registration import (
+    experiment_description,
+    model_run_params,
+    model_version_info,
+    released_model,
+    run_name,
+)
 from toolkit.study.results import RESULTS_SCHEMA_VERSION, StudyResults
 from toolkit.study.spec import StudySpec
 from toolkit.study.steps import run_model
@@ -87,6 +94,7 @@ def resolve_registry(
 def planned_steps(spec: StudySpec) -> list[str]:
     """The names of the steps a run of ``spec`` goes through, in order (for progress bars)."""
     return [
+        "registry",
         "cohort",
         "features",
         *(f"analysis {a.name}" for a in spec.analyses),
@@ -149,6 +157,20 @@ class StudyRun:
         return study_run_html(self)
 
 
+class StepTracker:
+    """The runner's progress callback: passes each label on and remembers the step now running
+    (``model cox_1y`` for ``model cox_1y: fold 2/5``), so an interrupted run can say where."""
+
+    def __init__(self, callback: Callable[[str], object] | None) -> None:
+        self.callback = callback
+        self.step = "registry"
+
+    def __call__(self, label: str) -> None:
+        self.step = label.split(": ")[0]
+        if self.callback is not None:
+            self.callback(label)
+
+
 @dataclass
 class _Run:
     """The state one run carries from step to step."""
@@ -197,13 +219,15 @@ def run_study(
     tracker = tracker or NullTracker()
     engine = engine or EngineSpec()
     run: _Run | None = None
+    tell = StepTracker(progress)
     try:
+        tell("registry")  # a shipped or synthetic registry is built on first use
         reg_path, label = resolve_registry(
             plan.spec, plan.base, Path(registry) if registry else None, format=engine.registry_format
         )
         with open_backend(engine, reg_path) as backend:
             compiled = compile_study(plan, backend)  # every check, before OUT or the tracker is touched
-            run = _start(plan, Path(out), tracker, use_cache, progress, fail_after)
+            run = _start(plan, Path(out), tracker, use_cache, tell, fail_after)
             run.registry_label = label
             data = build_study_data(
                 plan, backend, compiled=compiled, cache=run.cache, on_step=_data_steps(run)
@@ -217,7 +241,7 @@ def run_study(
         return _finish(run, data, analyses, fitted, model_results)
     except BaseException as exc:
         if run is not None:
-            _fail(run, exc)
+            _fail(run, exc, tell.step)
         raise
 
 
@@ -235,7 +259,10 @@ def _start(
     tags = {"regent.study": plan.name, "regent.spec_hash": plan.spec_hash}
     if interrupted and interrupted.get("run_id"):
         tags["regent.resumed_from" if use_cache else "regent.supersedes"] = interrupted["run_id"]
-    tracker.start(f"regent/{plan.name}", plan.name, tags)
+    tracker.start(f"regent/{plan.name}", run_name(plan), tags)
+    describe = getattr(tracker, "describe_experiment", None)
+    if describe is not None:
+        describe(experiment_description(plan))
     run = _Run(plan, out, tracker, cache, progress or (lambda _m: None), fail_after)
     cache.state(status="running", run_id=tracker.run_id)
     if interrupted:
@@ -309,14 +336,16 @@ def _models(run: _Run, data: StudyData) -> tuple[dict[str, RiskModel], dict[str,
         model, res, plots = hit
         run.plots.update(plots)
         fitted[m.name] = model
+        released = released_model(run.plan, res)  # counts as results.json will hold them
         info = run.tracker.log_model_run(
             m.name,
-            {"type": m.type, "horizon_days": m.horizon_days, **m.params},
+            {"type": m.type, "horizon_days": m.horizon_days, **m.params, **model_run_params(released)},
             {k: v for k, v in res["metrics"].items() if v is not None},
             res["folds"],
             model,
             _example_row(model, data.frame),
             register_as=f"{spec.name}.{m.name}",
+            version=model_version_info(run.plan, m.name, released),
         )
         results[m.name] = {**res, **info}
         if run.fail_after == f"model:{m.name}":
@@ -369,7 +398,14 @@ def _finish(
     )
 
 
-def _fail(run: _Run, exc: BaseException) -> None:
+def _fail(run: _Run, exc: BaseException, step: str) -> None:
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM as the CLI turns it into one
+        run.cache.state(status="interrupted")
+        why = str(exc) or "interrupted (SIGINT)"
+        run.tracker.end(
+            "KILLED", f"{why} during step '{step}'; the finished steps are cached: rerun to resume"
+        )
+        return
     run.cache.state(status="failed")
     msg = str(exc) if isinstance(exc, ToolkitError) else f"{type(exc).__name__}: {exc}"
     detail = "" if isinstance(exc, ToolkitError) else "\n" + traceback.format_exc(limit=3)

@@ -242,16 +242,18 @@ def _r_predictor_definitions(spec: Any, results: StudyResults) -> Verdict | None
 
 
 def _r_sample_size(spec: Any, results: StudyResults) -> Verdict | None:
+    from toolkit.study.counts import model_counts
+
     models = _models(results)
     if not models:
         return None
+    out = getattr(spec.cohort, "outcome", None)
+    outcome = out.name if out is not None else "outcome"
     parts = []
     for name, m in models.items():
-        p = len(m.coefficients or m.features or [])
-        ev = m.events
-        if ev and p:
-            parts.append(f"{name}: {ev} events for {p} parameters ({ev / p:.1f} per parameter)")
-    return "partial", "#models", "; ".join(parts) or "events per model reported"
+        c = model_counts(m, outcome)
+        parts.append(f"{name}: {c.fit[0].lower()}{c.fit[1:-1]}; {c.horizon[0].lower()}{c.horizon[1:-1]}")
+    return "partial", "#model-card", "; ".join(parts) or "events per model reported"
 
 
 def _r_missing_data(spec: Any, results: StudyResults) -> Verdict | None:

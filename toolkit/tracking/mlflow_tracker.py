@@ -8,6 +8,7 @@ store now refuses to start) with artifacts in ``mlruns/artifacts/<experiment>``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -26,11 +27,39 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from toolkit.analysis.predict.models import RiskModel
+from toolkit.study.tracker import ModelVersionInfo
 from toolkit.tracking.pyfunc import RegentRiskPyfunc, predict_frame
 
 # MLflow logs at INFO on every run start; keep the console for Regent's own messages.
 logging.getLogger("mlflow").setLevel(logging.ERROR)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _version_with(client: MlflowClient, name: str, digest: str) -> Any:
+    """The registered version of ``name`` whose model has content hash ``digest``, if any."""
+    try:
+        found = client.search_model_versions(f"name = '{name}' AND tags.`regent.model_sha256` = '{digest}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _log_pyfunc(blob: bytes, model: RiskModel, example: pd.DataFrame) -> Any:
+    """Log ``blob`` (the model's pickle) as an MLflow pyfunc with a signature and input example."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pkl = Path(tmp) / "risk_model.pkl"
+        pkl.write_bytes(blob)
+        output = predict_frame(model, example)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=RegentRiskPyfunc(),
+                artifacts={"risk_model": str(pkl)},
+                signature=infer_signature(example, output),
+                input_example=example,
+                pip_requirements=[],
+            )
 
 
 def tracking_uri(root: Path | str = "mlruns") -> str:
@@ -46,14 +75,27 @@ def configure(root: Path | str = "mlruns") -> str:
     return uri
 
 
+#: MLflow 3's UI opens an experiment on its runs when it is a "Machine learning" experiment; left
+#: unset it guesses, and may open an empty traces view
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(name: str, root: Path | str = "mlruns") -> str:
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get("mlflow.experimentKind") is None:
+            client.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return str(exp.experiment_id)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
     location = (Path(root).resolve() / "artifacts" / safe).as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    return str(client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND))
+
+
+def model_bytes(model: RiskModel) -> bytes:
+    """The model's pickle, normalised by one round trip: a model fitted now and the same model
+    read back from the step cache pickle to different bytes, their round trips to the same."""
+    return pickle.dumps(pickle.loads(pickle.dumps(model)))  # our own object, just pickled
 
 
 class MLflowTracker:
@@ -91,6 +133,11 @@ class MLflowTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path)
 
+    def describe_experiment(self, text: str) -> None:
+        """The experiment's description (the UI shows it above the runs)."""
+        if self.experiment_id is not None:
+            MlflowClient().set_experiment_tag(self.experiment_id, "mlflow.note.content", text)
+
     def log_model_run(
         self,
         name: str,
@@ -100,7 +147,12 @@ class MLflowTracker:
         model: RiskModel,
         example: pd.DataFrame,
         register_as: str,
+        version: ModelVersionInfo | None = None,
     ) -> dict[str, Any]:
+        """A nested run with the model's parameters, metrics and folds; the model logged and
+        registered under ``register_as`` with ``version``'s description and tags, unless a version
+        of that name already holds a model of the same content (``regent.model_sha256``): then
+        that version is reused, and ``candidate`` points to it."""
         with mlflow.start_run(run_name=name, nested=True, experiment_id=self.experiment_id) as child:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             self.log_metrics(metrics)
@@ -110,29 +162,40 @@ class MLflowTracker:
                 ):
                     mlflow.log_param("fold", i)
                     self.log_metrics({k: v for k, v in fold.items() if k != "fold"})
-            with tempfile.TemporaryDirectory() as tmp:
-                pkl = Path(tmp) / "risk_model.pkl"
-                pkl.write_bytes(pickle.dumps(model))
-                output = predict_frame(model, example)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    info = mlflow.pyfunc.log_model(
-                        name="model",
-                        python_model=RegentRiskPyfunc(),
-                        artifacts={"risk_model": str(pkl)},
-                        signature=infer_signature(example, output),
-                        input_example=example,
-                        pip_requirements=[],
-                    )
-            with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints registration chatter
-                version = mlflow.register_model(info.model_uri, register_as)
+            blob = model_bytes(model)
+            digest = hashlib.sha256(blob).hexdigest()
+            mlflow.set_tag("regent.model_sha256", digest)
+            if version is not None:
+                mlflow.log_text("\n".join(version.features) + "\n", "features.txt")
             client = MlflowClient()
-            client.set_registered_model_alias(register_as, "candidate", version.version)
+            existing = _version_with(client, register_as, digest)
+            if existing is not None:
+                mlflow.set_tags(
+                    {
+                        "regent.model_version": existing.version,
+                        "regent.model_unchanged_since": existing.run_id,
+                    }
+                )
+                client.set_registered_model_alias(register_as, "candidate", existing.version)
+                return {
+                    "mlflow_run_id": child.info.run_id,
+                    "model_uri": f"models:/{register_as}/{existing.version}",
+                    "registered_model": register_as,
+                    "model_version": int(existing.version),
+                }
+            info = _log_pyfunc(blob, model, example)
+            tags = {**(version.tags if version else {}), "regent.model_sha256": digest}
+            with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints registration chatter
+                registered = mlflow.register_model(info.model_uri, register_as, tags=tags)
+            if version is not None:
+                client.update_model_version(register_as, registered.version, description=version.description)
+            client.set_registered_model_alias(register_as, "candidate", registered.version)
+            mlflow.set_tag("regent.model_version", registered.version)
             return {
                 "mlflow_run_id": child.info.run_id,
                 "model_uri": info.model_uri,
                 "registered_model": register_as,
-                "model_version": int(version.version),
+                "model_version": int(registered.version),
             }
 
     def close_run(self, run_id: str, status: str, message: str) -> None:

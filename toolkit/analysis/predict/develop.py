@@ -26,6 +26,7 @@ import pandas as pd
 
 from toolkit.analysis.predict import plots as pp
 from toolkit.analysis.predict.assess import DEFAULT_THRESHOLDS, assess, ibs_times, point_metrics
+from toolkit.analysis.predict.counts import fit_counts, horizon_counts
 from toolkit.analysis.predict.evaluate import cross_validate, optimism_bootstrap
 from toolkit.analysis.predict.models import RiskModel, make_model
 from toolkit.analysis.predict.subgroups import subgroup_metrics
@@ -231,6 +232,9 @@ def develop_model(
         "n": len(t),
         "events": int((e == 1).sum()),
         "n_evaluable": int(oof.metrics.get("n_evaluable", 0)),
+        # what the fit and the evaluation at the horizon rest on, released (toolkit.analysis.predict.counts)
+        **horizon_counts(t, e, horizon, policy),
+        **fit_counts(t, e, horizon, task=fitted.task, parameters=len(fitted.pre_.names_), policy=policy),
         "validation": {
             "cv_folds": cv_folds,
             "bootstrap": bootstrap,
@@ -330,6 +334,7 @@ def _external(
         "split": split.description,
         "n": len(t),
         "events": int((e == 1).sum()),
+        **horizon_counts(t, e, horizon, policy),
         **a.to_dict(),
     }
     out["warnings"] = warnings

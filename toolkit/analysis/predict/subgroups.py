@@ -5,7 +5,10 @@ events and of persons without the event are all zero or at least the policy's mi
 size, and when no withheld cell's persons or events could be found by subtracting the released
 ones from the model's n and events (complementary suppression); otherwise it is written as
 ``{"level": ..., "suppressed": true}`` with no numbers (its metrics could otherwise reveal a
-small count, e.g. observed risk x n).
+small count, e.g. observed risk x n).  Each cell also says what
+its horizon metrics rest on (``n_evaluable``, ``events_at_horizon``:
+:mod:`toolkit.analysis.predict.counts`); those are withheld in every cell of a variable when one
+cell's are, since the cells add up to the model's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.predict.assess import point_metrics
+from toolkit.analysis.predict.counts import horizon_counts, withhold_partition
 from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError
 
@@ -80,10 +84,12 @@ def subgroup_metrics(
                     "level": str(level),
                     "n": policy.count(n),
                     "events": policy.count(ev),
+                    **horizon_counts(time[sel], event[sel], horizon, policy),
                     "metrics": metrics,
                     "warnings": list(warns),
                 }
             )
+        withhold_partition(cells, ("n_evaluable", "events_at_horizon"))
         table[var] = cells
         for metric in GAP_METRICS:
             have = [(c["level"], c["metrics"][metric]) for c in cells if metric in c.get("metrics", {})]
