@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("analysis",),
     ("study",),
     ("federated",),  # a second executor, above the study engine it reuses
-    ("agents",),
+    ("agents", "monitor"),  # monitor: agents in service (reads bundles and audit logs, not the server)
     ("serve", "tracking"),  # the edges: HTTP/MCP, and MLflow (the runner sees only a Tracker protocol)
     ("cli", "__init__", "__main__"),  # the edges that put it all together
 )

@@ -1,9 +1,12 @@
 """Agent bundles: build (atomically), verify (every hash), and list.
 
 A bundle ``<name>-<version>/`` holds ``model/`` (the MLflow pyfunc model), ``manifest.json``,
-``agent.yaml``, ``model_card.md``, ``report.html``, ``results.json`` and ``SHA256SUMS`` over
-every other file.  Nothing patient-level goes in: the model's training summaries are
-aggregates (quantiles, medians, levels), and the evidence files passed disclosure control.
+``agent.yaml``, ``model_card.md``, ``report.html``, ``results.json``, ``reference.json`` (the
+development distributions of the inputs and the risk, binned with every bin at least the
+minimum cell: what monitoring compares with), ``outcome.json`` (the study's outcome definition:
+how monitoring reads matured outcomes from the registry) and ``SHA256SUMS`` over every other
+file.  Nothing patient-level goes in: the model's training summaries are aggregates (quantiles,
+medians, levels), and the evidence files passed disclosure control.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from toolkit.study.results import StudyResults
 
 SUMS = "SHA256SUMS"
 MODEL_PICKLE = Path("model") / "artifacts" / "risk_model.pkl"
+REFERENCE = "reference.json"
+OUTCOME = "outcome.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -88,9 +93,20 @@ def bundle_version(contract: AgentContract, model_version: int | None) -> str:
 
 
 def build_bundle(
-    contract: AgentContract, art: ModelArtifacts, dist: Path, *, model: Any, gates: list[dict[str, Any]]
+    contract: AgentContract,
+    art: ModelArtifacts,
+    dist: Path,
+    *,
+    model: Any,
+    gates: list[dict[str, Any]],
+    outcome: dict[str, Any] | None = None,
 ) -> Path:
-    """Build ``dist/<name>-<version>`` atomically and return its path."""
+    """Build ``dist/<name>-<version>`` atomically and return its path.
+
+    ``outcome`` is the study's outcome definition (``{"cohort", "outcome", "concept_sets"}``),
+    written as outcome.json for monitoring; the reference distributions come from the model's
+    results.
+    """
     version = bundle_version(contract, art.model_version)
     target = Path(dist) / f"{contract.name}-{version}"
     features = list(model.features_in_)
@@ -105,6 +121,12 @@ def build_bundle(
     if mres is None:
         raise AgentError(
             f"agent {contract.name}: results.json of run {art.run_id} has no model {contract.source.model!r}"
+        )
+    if mres.reference is None:
+        raise AgentError(
+            f"agent {contract.name}: results.json of run {art.run_id} has no reference distributions for "
+            f"model {contract.source.model!r} (a run from before monitoring); run the study again: "
+            f"regent study run {contract.source.study}"
         )
     manifest = {
         "name": contract.name,
@@ -152,6 +174,14 @@ def build_bundle(
         (tmp / "results.json").write_text(
             json.dumps(art.results.to_json(), indent=2) + "\n", encoding="utf-8"
         )
+        (tmp / REFERENCE).write_text(
+            json.dumps(mres.reference.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+        )
+        if outcome is not None:
+            (tmp / OUTCOME).write_text(
+                json.dumps({**outcome, "horizon_days": contract.output.horizon_days}, indent=2) + "\n",
+                encoding="utf-8",
+            )
         if art.report is not None:
             shutil.copy(art.report, tmp / "report.html")
         (tmp / "model_card.md").write_text(

@@ -109,6 +109,63 @@ class Owner(Frozen):
     contact: str
 
 
+class MonitoringSpec(Frozen):
+    """Thresholds for ``regent agent monitor`` (docs/monitoring.md).
+
+    A drift or rate check alerts when its value in a window passes the threshold; a calibration
+    or discrimination check alerts only when the whole 95% confidence interval lies outside the
+    acceptable band (a point estimate outside with an interval that reaches into the band is a
+    'watch', not an alert), so chance variation in small windows does not page anyone.
+    """
+
+    window: str = Field("30d", pattern=r"^\d+[dwh]$", description="Default window: '30d', '2w', '12h'.")
+    min_calls: int = Field(100, ge=1, description="Windows with fewer calls are reported, not judged.")
+    psi: float = Field(0.2, gt=0, description="Input drift: population stability index above this.")
+    ks: float | None = Field(
+        None, gt=0, le=1, description="Input drift: binned Kolmogorov-Smirnov above this (off if null)."
+    )
+    prediction_psi: float = Field(0.2, gt=0, description="Prediction drift: PSI of the risk above this.")
+    rate_increase: float = Field(
+        0.10,
+        gt=0,
+        le=1,
+        description="Missing, imputed and out-of-range rates: alert when a rate exceeds its "
+        "development rate by more than this (absolute).",
+    )
+    override_rate: float | None = Field(
+        0.5, gt=0, le=1, description="CDS feedback: share of overridden cards above this (off if null)."
+    )
+    min_feedback: int = Field(20, ge=1, description="Feedback rates are judged from this many replies.")
+    o_e: tuple[float, float] = Field((0.8, 1.25), description="Observed/expected risk: [low, high].")
+    calibration_slope: tuple[float, float] = Field((0.8, 1.2), description="[low, high].")
+    calibration_intercept: tuple[float, float] = Field(
+        (-0.3, 0.3), description="Calibration-in-the-large (logit scale, slope fixed at 1): [low, high]."
+    )
+    ici: float | None = Field(0.05, gt=0, description="Integrated calibration index above this.")
+    c_index_min: float | None = Field(
+        0.6, gt=0, lt=1, description="Discrimination: alert when the C-index's CI lies below this."
+    )
+    min_events: int = Field(
+        20, ge=1, description="Calibration and discrimination are judged in windows with this many events."
+    )
+    card_notice: bool = Field(
+        False,
+        description="Cards say so while the agent is under an active calibration alert "
+        "(the server reads the latest report from its monitoring_dir).",
+    )
+    clinical_owner: Owner | None = Field(
+        None, description="Who acts on a calibration alert (default: the first owner)."
+    )
+
+    @model_validator(mode="after")
+    def _bands(self) -> MonitoringSpec:
+        for name in ("o_e", "calibration_slope", "calibration_intercept"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name} must be [low, high]; got low > high")
+        return self
+
+
 class AgentContract(Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: str = Field(
@@ -125,6 +182,13 @@ class AgentContract(Frozen):
     out_of_scope: list[str] = Field(default_factory=list)
     contraindications: list[str] = Field(default_factory=list)
     owners: list[Owner] = Field(min_length=1)
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec, description="Monitoring thresholds (docs/monitoring.md)."
+    )
+
+    @property
+    def clinical_owner(self) -> Owner:
+        return self.monitoring.clinical_owner or self.owners[0]
 
     def input(self, name: str) -> InputSpec:
         for i in self.inputs:

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from toolkit.agents.bundle import MODEL_PICKLE, verify_bundle
+from toolkit.agents.bundle import MODEL_PICKLE, REFERENCE, verify_bundle
 from toolkit.agents.contract import AgentContract, Impute, InputSpec
 from toolkit.agents.scoring import RowScorer, verified_row_scorer
 from toolkit.analysis.predict.models import RiskModel
+from toolkit.analysis.predict.reference import ReferenceDistributions
 from toolkit.errors import AgentError, InputValidationError, MissingDataError
 
 
@@ -46,6 +47,9 @@ class Prediction:
     imputed: tuple[str, ...] = ()
     suggestion: str | None = None
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: input -> what monitoring counts about it: "missing", "imputed", "out_of_range" (outside the
+    #: training range, or outside the valid range and taken as missing); unflagged inputs absent
+    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -53,15 +57,27 @@ class Prediction:
         d["warnings"] = list(self.warnings)
         d["imputed"] = list(self.imputed)
         d["inputs"] = dict(self.inputs)
+        d["flags"] = {k: list(v) for k, v in self.flags.items()}
         return d
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """Validated inputs: values (imputed ones included), card warnings, imputed names, flags."""
+
+    values: dict[str, Any]
+    warnings: list[str]
+    imputed: list[str]
+    flags: dict[str, tuple[str, ...]]
 
 
 class _InvalidValue(InputValidationError):
     """A number that is not finite or lies outside the valid range (the contract's ``invalid``)."""
 
-    def __init__(self, name: str, why: str, message: str) -> None:
+    def __init__(self, name: str, why: str, message: str, *, out_of_range: bool = False) -> None:
         super().__init__(f"{name}: {message}", fields=(name,))
         self.why = why
+        self.out_of_range = out_of_range
 
 
 def _plain(v: Any) -> str:
@@ -82,12 +98,15 @@ class Agent:
         contract: AgentContract,
         model: RiskModel,
         bundle_hash: str,
+        reference: ReferenceDistributions | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
         self.contract = contract
         self.model = model
         self.bundle_hash = bundle_hash
+        #: the development distributions monitoring compares with (None: a bundle from before them)
+        self.reference = reference
         # the pandas-free scorer for one patient (None: use the model's frame path)
         self._scorer: RowScorer | None = verified_row_scorer(model)
 
@@ -111,7 +130,13 @@ class Agent:
             model = pickle.load(fh)  # safe: every byte was just checked against SHA256SUMS
         if not isinstance(model, RiskModel):
             raise AgentError(f"{path}: {MODEL_PICKLE} is not a Regent risk model")
-        return cls(path, manifest, contract, model, bundle_hash)
+        reference = None
+        if (path / REFERENCE).is_file():
+            try:
+                reference = ReferenceDistributions.model_validate_json((path / REFERENCE).read_bytes())
+            except ValueError:
+                raise AgentError(f"{path}: {REFERENCE} is not a reference-distributions file") from None
+        return cls(path, manifest, contract, model, bundle_hash, reference)
 
     # --- inputs ------------------------------------------------------------------------
     def validate(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -119,6 +144,11 @@ class Agent:
 
         Errors name the field and what was expected, never the value received.
         """
+        checked = self.check_inputs(inputs)
+        return checked.values, checked.warnings, checked.imputed
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> CheckedInputs:
+        """:meth:`validate` with the monitoring flags of each input (:attr:`Prediction.flags`)."""
         if not isinstance(inputs, Mapping):
             raise InputValidationError("inputs must be a JSON object of input name -> value")
         known = {i.name: i for i in self.contract.inputs}
@@ -132,6 +162,7 @@ class Agent:
         imputed: list[str] = []
         missing: list[str] = []
         reasons: list[str] = []
+        flags: dict[str, tuple[str, ...]] = {}
         ranges = {i["name"]: i.get("training_range") for i in self.manifest["inputs"]}
         for spec in self.contract.inputs:
             raw = inputs.get(spec.name)
@@ -146,6 +177,7 @@ class Agent:
                 unit = raw.get("unit")
                 raw = raw.get("value")
             why = "was missing"
+            flag: tuple[str, ...] = ("missing",)
             if raw is not None:
                 try:
                     values[spec.name] = self._check(spec, raw, unit)
@@ -153,16 +185,20 @@ class Agent:
                     if spec.invalid != "missing":
                         raise
                     why = exc.why  # the contract takes an invalid value as missing
+                    flag = ("missing", "out_of_range") if exc.out_of_range else flag
                 else:
                     rng = ranges.get(spec.name)
                     v = values[spec.name]
                     if rng and _is_number(v) and not (rng[0] <= v <= rng[1]):
+                        flags[spec.name] = ("out_of_range",)
                         warnings.append(
                             f"{spec.label or spec.name} lies outside the range seen in training "
                             "(1st–99th percentile); the estimate is less certain"
                         )
                     continue
+            flags[spec.name] = flag
             if isinstance(spec.missing, Impute):
+                flags[spec.name] = (*flag, "imputed")
                 values[spec.name] = spec.missing.impute
                 imputed.append(spec.name)
                 warnings.append(
@@ -176,7 +212,7 @@ class Agent:
         if missing:
             detail = f" ({'; '.join(reasons)})" if reasons else ""
             raise MissingDataError(f"required input(s) missing: {missing}{detail}", fields=tuple(missing))
-        return values, warnings, imputed
+        return CheckedInputs(values, warnings, imputed, flags)
 
     def _check(self, spec: InputSpec, raw: Any, unit: Any) -> Any:
         if unit is not None and spec.unit is not None and unit != spec.unit:
@@ -197,7 +233,10 @@ class Agent:
             if spec.range is not None and not (spec.range[0] <= x <= spec.range[1]):
                 rng = f"[{spec.range[0]}, {spec.range[1]}]" + (f" {spec.unit}" if spec.unit else "")
                 raise _InvalidValue(
-                    spec.name, f"was outside the valid range {rng}", f"value outside the valid range {rng}"
+                    spec.name,
+                    f"was outside the valid range {rng}",
+                    f"value outside the valid range {rng}",
+                    out_of_range=True,
                 )
             return x
         if spec.type == "boolean":
@@ -221,7 +260,8 @@ class Agent:
         return float(self.model.predict_risk(row)[0]), {str(k): float(contrib[k]) for k in contrib.index}
 
     def predict(self, inputs: Mapping[str, Any], *, top: int = 3) -> Prediction:
-        values, warnings, imputed = self.validate(inputs)
+        checked = self.check_inputs(inputs)
+        values, warnings, imputed = checked.values, checked.warnings, checked.imputed
         risk, contrib = self._score(values)
         order = sorted(contrib, key=lambda k: -abs(contrib[k]))
         contributions = tuple(
@@ -249,6 +289,7 @@ class Agent:
             tuple(imputed),
             group.suggestion,
             values,
+            checked.flags,
         )
 
     __call__ = predict

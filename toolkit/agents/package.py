@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from toolkit.agents.bundle import MODEL_PICKLE, ModelArtifacts, build_bundle, bundle_version, verify_bundle
 from toolkit.agents.contract import AgentContract, ModelSource, load_contract
@@ -50,4 +51,20 @@ def package_agent(
             pass  # a damaged bundle of this version is rebuilt
     with (art.model_dir / MODEL_PICKLE.relative_to("model")).open("rb") as fh:
         model = pickle.load(fh)  # from our own tracking store
-    return build_bundle(contract, art, Path(dist), model=model, gates=gates), contract, art
+    path = build_bundle(
+        contract, art, Path(dist), model=model, gates=gates, outcome=outcome_definition(spec.cohort)
+    )
+    return path, contract, art
+
+
+def outcome_definition(cohort: object) -> dict[str, Any] | None:
+    """The cohort's outcome and the concept sets it names, as JSON (the bundle's outcome.json)."""
+    from toolkit.cohort.spec import CohortSpec
+
+    if not isinstance(cohort, CohortSpec) or cohort.outcome is None:
+        return None
+    return {
+        "cohort": cohort.name,
+        "outcome": cohort.outcome.model_dump(mode="json"),
+        "concept_sets": {k: v for k, v in cohort.model_dump(mode="json")["concept_sets"].items()},
+    }

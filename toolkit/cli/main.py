@@ -102,6 +102,19 @@ def registry_synth(
     out_path: Annotated[Path, typer.Option("--out")] = Path("data/hf.duckdb"),
     notes: Annotated[bool, typer.Option(help="Clinical notes (+ annotation and PHI tables)")] = True,
     images: Annotated[bool, typer.Option(help="DICOM images under <name>.images/ (+ annotations)")] = True,
+    shift: Annotated[
+        bool,
+        typer.Option(
+            help="A later calendar period (index 2025, follow-up to 2026-12-31) with a changed case mix "
+            "and 2.5 times the baseline hazard (docs/registry.md#a-shifted-later-period)"
+        ),
+    ] = False,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="Index and follow-up START:END:CUTOFF (ISO dates); default 2014-01-01:2023-01-01:2024-12-31"
+        ),
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="duckdb (one file) or parquet (a folder of Parquet tables)")
     ] = "duckdb",
@@ -109,10 +122,24 @@ def registry_synth(
     """Build the synthetic heart-failure registry (truth written beside it).
 
     --no-notes --no-images gives the structured registry alone (the same persons, events and
-    outcomes), for large benchmarks."""
-    from toolkit.registry.synth.heart_failure import SynthConfig, synthesize, truth_paths
+    outcomes), for large benchmarks.  --shift draws a later period whose case mix and baseline
+    hazard changed (what agent monitoring must detect); --period alone gives an unshifted
+    sample of another period."""
+    from toolkit.registry.synth.heart_failure import (
+        DEVELOPMENT_PERIOD,
+        LATER_PERIOD,
+        Period,
+        Shift,
+        SynthConfig,
+        synthesize,
+        truth_paths,
+    )
 
-    path = synthesize(out_path, SynthConfig(patients, sites, seed, notes=notes, images=images), format=fmt)
+    chosen = Period.parse(period) if period else LATER_PERIOD if shift else DEVELOPMENT_PERIOD
+    config = SynthConfig(
+        patients, sites, seed, notes=notes, images=images, period=chosen, shift=Shift() if shift else None
+    )
+    path = synthesize(out_path, config, format=fmt)
     tj, tp = truth_paths(path)
     out.print(f"wrote {path}\ntruth: {tj} and {tp}")
 
@@ -418,6 +445,10 @@ def agent_explain(bundle: Path, input_file: Annotated[Path, typer.Option("--inpu
     agent = Agent.load(bundle)
     _print_json(agent.explain(_read_inputs(input_file, agent.contract)).to_dict())
 
+
+from toolkit.cli.monitor import agent_monitor  # noqa: E402
+
+agent_app.command("monitor")(agent_monitor)
 
 # --- serve ---------------------------------------------------------------------------------
 from toolkit.cli.serve_cmds import audit_app, mcp_command, serve_command  # noqa: E402

@@ -157,6 +157,7 @@ async def call_service(
             call=hook,
             hook_instance=str(req.hookInstance),
             card_uuid=card_uuid,
+            patient_ref=rt.patient_ref(patient_of(req.context)),
         )
     except MissingDataError as exc:
         why = [n for name in exc.fields for n in mapped.notes.get(name, [])]
@@ -172,7 +173,11 @@ async def call_service(
             },
             status_code=412,
         )
-    return JSONResponse({"cards": [card_for(agent, p, mapped.used, base, card_uuid, notes=mapped.notes)]})
+    notes = dict(mapped.notes)
+    notice = rt.card_notice(agent)
+    if notice is not None:  # the contract asked: cards say so while calibration alerts
+        notes["monitoring"] = [notice]
+    return JSONResponse({"cards": [card_for(agent, p, mapped.used, base, card_uuid, notes=notes)]})
 
 
 def cds_router(rt: Runtime) -> APIRouter:

@@ -11,6 +11,7 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -50,6 +51,12 @@ class Metrics:
             ("reason",),
             registry=self.registry,
         )
+        self._collectors: list[Collector] = []
+
+    def add_collector(self, collector: Collector) -> None:
+        """Series computed at scrape time (the monitoring gauges), in every worker's answer."""
+        self.registry.register(collector)
+        self._collectors.append(collector)
 
     def observe(self, agent: str, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(agent, endpoint, str(status)).inc()
@@ -62,5 +69,7 @@ class Metrics:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             merged = CollectorRegistry()
             MultiProcessCollector(merged)
+            for c in self._collectors:  # read from files by whichever worker answers
+                merged.register(c)
             return generate_latest(merged)
         return generate_latest(self.registry)

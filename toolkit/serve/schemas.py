@@ -86,6 +86,11 @@ class PredictionOut(Model):
     imputed: list[str]
     suggestion: str | None
     inputs: dict[str, Any]
+    flags: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Input -> 'missing', 'imputed', 'out_of_range' (outside the training range, or "
+        "outside the valid range and taken as missing); inputs without a flag are left out.",
+    )
 
 
 class ErrorOut(Model):

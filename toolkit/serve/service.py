@@ -14,9 +14,11 @@ from typing import Any
 from toolkit.agents.fhir import UsedDatum
 from toolkit.agents.load import Agent, Prediction
 from toolkit.errors import AgentError, InputValidationError, MissingDataError
+from toolkit.monitor import call_fields, patient_pseudonym, refused_fields
 from toolkit.serve.audit import AuditLog, inputs_digest, mark_audited, read_key
 from toolkit.serve.auth import Authenticator, MemoryJtiCache, Principal, SqliteJtiCache
 from toolkit.serve.metrics import Metrics
+from toolkit.serve.monitoring import MonitoringCollector, MonitoringStatus
 from toolkit.serve.settings import Settings
 
 log = logging.getLogger("regent.serve")
@@ -44,15 +46,31 @@ class Runtime:
     auth: Authenticator
     audit: AuditLog | None
     metrics: Metrics
+    audit_key: bytes | None = None
+    monitoring: MonitoringStatus | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
-        audit = None
+        audit, key = None, None
         if settings.audit_path is not None:
             key = read_key(settings.audit_key_file) if settings.audit_key_file is not None else None
             audit = AuditLog(settings.audit_path, sync=settings.audit_sync, key=key)
         jti = SqliteJtiCache(settings.audit_path) if settings.audit_path is not None else MemoryJtiCache()
-        return cls(settings, load_agents(settings.agents_dir), Authenticator(settings, jti), audit, Metrics())
+        agents = load_agents(settings.agents_dir)
+        metrics = Metrics()
+        monitoring = None
+        if settings.monitoring_dir is not None:
+            monitoring = MonitoringStatus(settings.monitoring_dir, agents)
+            metrics.add_collector(MonitoringCollector(monitoring))
+        return cls(settings, agents, Authenticator(settings, jti), audit, metrics, key, monitoring)
+
+    def patient_ref(self, patient_id: str) -> str:
+        """The audit log's pseudonym of a FHIR patient id (keyed with the audit key, if any)."""
+        return patient_pseudonym(patient_id, self.audit_key)
+
+    def card_notice(self, agent: Agent) -> str | None:
+        """A monitoring note for the card, while the agent is under a calibration alert."""
+        return self.monitoring.card_notice(agent) if self.monitoring is not None else None
 
     def agent(self, name: str) -> Agent:
         a = self.agents.get(name)
@@ -77,17 +95,25 @@ class Runtime:
         explain: bool = False,
         hook_instance: str | None = None,
         card_uuid: str | None = None,
+        patient_ref: str | None = None,
     ) -> Prediction:
-        """One audited prediction; errors are audited with their status and re-raised."""
+        """One audited prediction; errors are audited with their status and re-raised.
+
+        The record keeps what monitoring needs without values: each input's reference bin and
+        flags (:func:`toolkit.monitor.call_fields`) and, for CDS Hooks, the patient's pseudonym.
+        """
         start = time.perf_counter()
         status, risk, digest = 200, None, None
+        monitor: dict[str, Any] = {}
         try:
             p = agent.explain(inputs) if explain else agent.predict(inputs)
             risk = p.risk
             digest = inputs_digest(p.inputs)  # the validated values: the same on every route
+            monitor = call_fields(agent.reference, p.inputs, p.flags)
             return p
-        except MissingDataError:
+        except MissingDataError as exc:
             status = 412
+            monitor = refused_fields(exc.fields)
             raise
         except InputValidationError:
             status = 422
@@ -114,6 +140,8 @@ class Runtime:
                     card_uuid=card_uuid if status == 200 else None,
                     status=status,
                     latency_ms=round(1000 * (time.perf_counter() - start), 3),
+                    **({"patient_ref": patient_ref} if patient_ref is not None else {}),
+                    **monitor,
                 )
 
 
@@ -135,6 +163,7 @@ def prediction_dict(p: Prediction) -> dict[str, Any]:
         "imputed": list(p.imputed),
         "suggestion": p.suggestion,
         "inputs": dict(p.inputs),
+        "flags": {k: list(v) for k, v in p.flags.items()},
     }
 
 

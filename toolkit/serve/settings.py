@@ -127,6 +127,11 @@ class Settings(Frozen):
         None, description="Enables /demo with synthetic patients from <demo_dir>/<agent>/examples/*.json."
     )
     mcp_http: bool = Field(True, description="Serve the agents as MCP tools on /mcp (streamable HTTP).")
+    monitoring_dir: Path | None = Field(
+        None,
+        description="Where 'regent agent monitor --out' writes (monitoring.json, or one folder per "
+        "agent): its alerts become /metrics gauges and, where the contract asks, a note on cards.",
+    )
 
     @field_validator("algorithms")
     @classmethod
@@ -167,6 +172,7 @@ class Settings(Frozen):
                 "demo_dir",
                 "audit_key_file",
                 "debug_dir",
+                "monitoring_dir",
             ):
                 if isinstance(base.get(key), str) and not Path(str(base[key])).is_absolute():
                     base[key] = str(Path(file).parent / str(base[key]))
@@ -178,6 +184,7 @@ class Settings(Frozen):
             "audit_path": os.environ.get("REGENT_AUDIT_PATH"),
             "demo_dir": os.environ.get("REGENT_DEMO_DIR"),
             "audit_key_file": os.environ.get("REGENT_AUDIT_KEY_FILE"),
+            "monitoring_dir": os.environ.get("REGENT_MONITORING_DIR"),
         }
         base.update({k: v for k, v in env.items() if v})
         base.update({k: v for k, v in overrides.items() if v is not None})

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolkit.analysis.predict.reference import ReferenceDistributions
 from toolkit.errors import StudySpecError
 
 RESULTS_SCHEMA_VERSION = "1.1"
@@ -230,6 +231,12 @@ class ModelResult(ResultModel):
     )
     coefficients: dict[str, float] | None = Field(
         None, description="cox and logistic: design column -> coefficient."
+    )
+    reference: ReferenceDistributions | None = Field(
+        None,
+        description="Binned distributions of every input and of the predicted risk in the development "
+        "data, every bin at least the minimum cell: what monitoring in service compares with "
+        "(docs/monitoring.md); carried into agent bundles as reference.json.",
     )
     mlflow_run_id: str | None = Field(None, description="Only when tracked: the model's child run.")
     model_uri: str | None = Field(None, description="Only when tracked: the logged model's URI.")

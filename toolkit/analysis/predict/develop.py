@@ -9,6 +9,8 @@
 5. External validation where declared: the final model on the held-out site(s) or period, with
    bootstrap CIs and logistic recalibration (intercept and slope).
 6. Global importance (mean absolute contribution per input) and plots.
+7. Reference distributions of every input and of the predicted risk (binned, every bin at least
+   the minimum cell): what monitoring in service compares with (:mod:`.reference`).
 
 Metric keys are flat (``oof_auroc``, ``corrected_c_harrell``, ``external_calibration_slope``,
 ...; docs/results.md lists them) so a tracker logs each as ``<model>.<key>``.
@@ -29,6 +31,7 @@ from toolkit.analysis.predict.assess import DEFAULT_THRESHOLDS, assess, ibs_time
 from toolkit.analysis.predict.counts import fit_counts, horizon_counts
 from toolkit.analysis.predict.evaluate import cross_validate, optimism_bootstrap
 from toolkit.analysis.predict.models import RiskModel, make_model
+from toolkit.analysis.predict.reference import reference_distributions
 from toolkit.analysis.predict.subgroups import subgroup_metrics
 from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import AnalysisError
@@ -170,10 +173,11 @@ def develop_model(
     fitted = make().fit(x, t, e)
     survival = fitted.task == "survival"
     grid = ibs_times(horizon, from_zero=ibs_from_zero)
+    dev_risk = fitted.predict_risk(x)
     apparent, _ = point_metrics(
         t,
         e,
-        fitted.predict_risk(x),
+        dev_risk,
         horizon,
         risk_matrix=fitted.predict_risk_at(x, grid) if survival else None,
         ibs_from_zero=ibs_from_zero,
@@ -248,6 +252,10 @@ def develop_model(
         "folds": [dict(f) for f in cv.folds],
         **oof.to_dict(),
         "importance": fitted.importance(x),
+        # binned, disclosure-safe distributions of the inputs and the risk: monitoring in service
+        "reference": reference_distributions(
+            x, dev_risk, policy=policy, training_ranges=fitted.training_ranges
+        ),
     }
     if ibs_from_zero:  # absent by default, so existing results.json files are unchanged
         res["validation"]["ibs_from_zero"] = True

@@ -29,6 +29,14 @@ The model (docs/registry.md#synthetic-heart-failure-registry gives it in full):
   drawn from their own random stream, so the structured data are the same with or without notes
   and images (``SynthConfig(notes=False, images=False)``).
 
+* ``--shift`` (:class:`Shift`, docs/registry.md#a-shifted-later-period): persons admitted in a
+  later calendar period (:data:`LATER_PERIOD`) with a changed case mix (older, more kidney
+  disease, fewer with reduced ejection fraction, higher NT-proBNP) and a higher baseline hazard
+  (``lambda`` times :attr:`Shift.baseline_hazard_ratio`, 2.5 by default); the hazard ratios are
+  unchanged.  With
+  the same seed, a shifted and an unshifted registry draw the same random numbers, so they
+  differ by the shift alone.  What monitoring an agent in service must detect.
+
 Truth is written beside the registry: ``<name>.truth.json`` (coefficients, centring, baseline,
 the feature definition of each term) and ``<name>.truth.parquet`` (per person: covariates as
 generated, linear predictor, true 1-year risk, latent death time and cause).  With notes and
@@ -46,7 +54,7 @@ import math
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -144,12 +152,94 @@ CHUNK = 50_000
 
 
 @dataclass(frozen=True)
+class Period:
+    """The calendar: index admissions uniform over ``[index_start, index_end)``; follow-up to the cut-off."""
+
+    index_start: dt.datetime
+    index_end: dt.datetime
+    data_cutoff: dt.datetime
+
+    def __post_init__(self) -> None:
+        if not self.index_start < self.index_end <= self.data_cutoff:
+            raise RegistryError(
+                "period: expected index_start < index_end <= data_cutoff; got "
+                f"{self.index_start.date()}, {self.index_end.date()}, {self.data_cutoff.date()}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        """``START:END:CUTOFF`` (ISO dates), e.g. ``2025-01-01:2026-01-01:2026-12-31``."""
+        parts = text.split(":")
+        try:
+            start, end, cutoff = (dt.datetime.fromisoformat(x) for x in parts)
+        except ValueError:
+            raise RegistryError(
+                f"--period: expected START:END:CUTOFF as ISO dates (e.g. 2025-01-01:2026-01-01:2026-12-31); "
+                f"got {len(parts)} part(s) that do not all read as dates"
+            ) from None
+        return cls(start, end, cutoff)
+
+
+#: The development period (index 2014-2022, follow-up to the end of 2024).
+DEVELOPMENT_PERIOD = Period(INDEX_START, INDEX_END, DATA_CUTOFF)
+#: The later period ``--shift`` uses by default: index during 2025, follow-up to the end of 2026.
+LATER_PERIOD = Period(dt.datetime(2025, 1, 1), dt.datetime(2026, 1, 1), dt.datetime(2026, 12, 31))
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A changed case mix and baseline hazard (docs/registry.md#a-shifted-later-period).
+
+    Each field moves one quantity of the development model; ``Shift(strength=0.5)`` moves each
+    halfway (the baseline hazard ratio on the log scale), for gradual drifts in simulations.
+    """
+
+    age_years: float = 8.0  # mean age at index: +8 years
+    ckd_log_odds: float = 0.8  # chronic kidney disease: +0.8 on the log-odds scale
+    hfref_probability: float = 0.30  # reduced ejection fraction: 0.30 (development: 0.5)
+    log_nt_probnp: float = 0.5  # NT-proBNP: +0.5 on the log scale (x1.65)
+    baseline_hazard_ratio: float = 2.5  # lambda x 2.5: a higher death rate at equal covariates
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.strength <= 1:
+            raise RegistryError(f"shift strength must lie in [0, 1]; got {self.strength}")
+        if not 0 < self.hfref_probability < 1 or self.baseline_hazard_ratio <= 0:
+            raise RegistryError("shift: hfref_probability must lie in (0, 1) and the hazard ratio be > 0")
+
+    @property
+    def age(self) -> float:
+        return self.strength * self.age_years
+
+    @property
+    def ckd(self) -> float:
+        return self.strength * self.ckd_log_odds
+
+    @property
+    def hfref(self) -> float:
+        return 0.5 + self.strength * (self.hfref_probability - 0.5)
+
+    @property
+    def bnp(self) -> float:
+        return self.strength * self.log_nt_probnp
+
+    @property
+    def hazard_ratio(self) -> float:
+        return float(self.baseline_hazard_ratio**self.strength)
+
+
+NO_SHIFT = Shift(strength=0.0)
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     patients: int
     sites: int = 3
     seed: int = 0
     notes: bool = True  # clinical notes + their annotation tables
     images: bool = True  # DICOM files under <name>.images/ + their annotation table
+    period: Period = DEVELOPMENT_PERIOD
+    shift: Shift | None = None  # None: the development case mix and hazard
 
     def __post_init__(self) -> None:
         if self.patients < 1:
@@ -163,17 +253,33 @@ def _secs(t: dt.datetime) -> int:
 
 
 def _draw_persons(
-    rng: np.random.Generator, n: int, sites: int, first_id: int, latent_rng: np.random.Generator
+    rng: np.random.Generator,
+    n: int,
+    sites: int,
+    first_id: int,
+    latent_rng: np.random.Generator,
+    *,
+    period: Period = DEVELOPMENT_PERIOD,
+    shift: Shift | None = None,
 ) -> pd.DataFrame:
-    """Per-person latent and baseline values (one row per person)."""
+    """Per-person latent and baseline values (one row per person).
+
+    ``shift`` changes the case mix and the baseline hazard (:class:`Shift`) without changing
+    which random numbers are drawn: with the same generators, a shifted draw differs from an
+    unshifted one by the shift alone.
+    """
+    sh = shift or NO_SHIFT
     p = pd.DataFrame({S.PERSON_ID: np.arange(first_id, first_id + n, dtype=np.int64)})
     site = rng.integers(0, sites, n)
     p["site"] = site
     site_shift = np.linspace(-3.0, 3.0, sites)[site] if sites > 1 else np.zeros(n)
     male = rng.random(n) < 0.58
     p["male"] = male.astype(int)
-    p["age"] = np.clip(np.round(rng.normal(71.0 + site_shift - 2.0 * male, 11.0)), 30, 100).astype(int)
-    index = _secs(INDEX_START) + rng.integers(0, _secs(INDEX_END) - _secs(INDEX_START), n)
+    p["age"] = np.clip(np.round(rng.normal(71.0 + sh.age + site_shift - 2.0 * male, 11.0)), 30, 100).astype(
+        int
+    )
+    start_s, end_s = _secs(period.index_start), _secs(period.index_end)
+    index = start_s + rng.integers(0, end_s - start_s, n)
     p["index_s"] = index - index % 3600  # admissions on the hour
     p["birth_days"] = rng.integers(0, 365, n)  # days past the birthday at index
     p["has_hf"] = rng.random(n) >= 0.02
@@ -181,16 +287,16 @@ def _draw_persons(
     p["obs_start_s"] = p["index_s"] - np.round(prior_days * 24).astype(np.int64) * 3600  # on the hour
     age_c = (p["age"].to_numpy() - 71.0) / 10.0
     p["diabetes"] = (rng.random(n) < 0.33).astype(int)
-    p["ckd"] = (rng.random(n) < 1 / (1 + np.exp(-(-1.0 + 0.5 * age_c)))).astype(int)
+    p["ckd"] = (rng.random(n) < 1 / (1 + np.exp(-(-1.0 + sh.ckd + 0.5 * age_c)))).astype(int)
     p["copd"] = (rng.random(n) < 0.18).astype(int)
     p["af"] = (rng.random(n) < 1 / (1 + np.exp(-(-0.7 + 0.4 * age_c)))).astype(int)
     p["hypertension"] = (rng.random(n) < 0.65).astype(int)
     p["prior_mi"] = (rng.random(n) < 0.25).astype(int)
-    hfref = rng.random(n) < 0.5
+    hfref = rng.random(n) < sh.hfref
     p["hfref"] = hfref.astype(int)
     lvef = np.where(hfref, rng.normal(30, 7, n), rng.normal(55, 6, n))
     p["lvef"] = np.round(np.clip(lvef, 10, 75))
-    log_bnp = rng.normal(7.4 + 0.15 * age_c - 0.02 * (p["lvef"] - 40) + 0.3 * p["ckd"], 0.9)
+    log_bnp = rng.normal(7.4 + sh.bnp + 0.15 * age_c - 0.02 * (p["lvef"] - 40) + 0.3 * p["ckd"], 0.9)
     p["nt_probnp"] = np.round(np.clip(np.exp(log_bnp), 20, 35_000))
     p["creatinine"] = np.round(np.exp(rng.normal(np.log(1.05) + 0.35 * p["ckd"] + 0.04 * age_c, 0.22)), 2)
     p["sodium"] = np.round(rng.normal(138, 3.5, n))
@@ -220,9 +326,10 @@ def _draw_persons(
     p = pd.concat([p, latent], axis=1)
     lp += MM.latent_lp(latent)
     p["lp"] = lp
-    p["risk_1y"] = 1.0 - np.exp(-WEIBULL_LAMBDA * np.exp(lp))
+    lam = WEIBULL_LAMBDA * sh.hazard_ratio
+    p["risk_1y"] = 1.0 - np.exp(-lam * np.exp(lp))
     u = rng.random(n)
-    p["death_years"] = (-np.log(u) / (WEIBULL_LAMBDA * np.exp(lp))) ** (1.0 / WEIBULL_RHO)
+    p["death_years"] = (-np.log(u) / (lam * np.exp(lp))) ** (1.0 / WEIBULL_RHO)
     p_cv = 1 / (1 + np.exp(-(0.5 + 0.8 * hfref - 0.2 * age_c)))
     cv = rng.random(n) < p_cv
     cause_pick = rng.random(n)
@@ -365,15 +472,23 @@ def _events(rng: np.random.Generator, p: pd.DataFrame, obs_end: np.ndarray) -> p
 
 
 def _chunk(
-    rng: np.random.Generator, n: int, sites: int, first_id: int, latent_rng: np.random.Generator
+    rng: np.random.Generator,
+    n: int,
+    sites: int,
+    first_id: int,
+    latent_rng: np.random.Generator,
+    config: SynthConfig | None = None,
 ) -> dict[str, pd.DataFrame]:
-    p = _draw_persons(rng, n, sites, first_id, latent_rng)
+    period = config.period if config is not None else DEVELOPMENT_PERIOD
+    shift = config.shift if config is not None else None
+    p = _draw_persons(rng, n, sites, first_id, latent_rng, period=period, shift=shift)
     idx = p["index_s"].to_numpy()
+    cutoff = _secs(period.data_cutoff)
     death = idx + np.round(p["death_years"].to_numpy() * YEAR_DAYS * DAY).astype(np.int64)
     ltfu = idx + np.round(p["ltfu_years"].to_numpy() * YEAR_DAYS * DAY).astype(np.int64)
-    obs_end = np.minimum(np.minimum(death, ltfu), _secs(DATA_CUTOFF))
+    obs_end = np.minimum(np.minimum(death, ltfu), cutoff)
     # non-HF persons are followed to the cut-off or loss, not a heart-failure death
-    obs_end = np.where(p["has_hf"], obs_end, np.minimum(ltfu, _secs(DATA_CUTOFF)))
+    obs_end = np.where(p["has_hf"], obs_end, np.minimum(ltfu, cutoff))
     p.loc[~p["has_hf"], "death_years"] = 1000.0  # never within follow-up
     events = _events(rng, p, obs_end)
 
@@ -455,6 +570,11 @@ def synthesize(out: Path | str, config: SynthConfig, *, format: str = "duckdb") 
         "notes": config.notes,
         "images": config.images,
     }
+    if config.period != DEVELOPMENT_PERIOD or config.shift is not None:
+        # only then: the default registries keep their content digest
+        meta["index_period"] = [config.period.index_start.isoformat(), config.period.index_end.isoformat()]
+        meta["data_cutoff"] = config.period.data_cutoff.isoformat()
+        meta["shift"] = asdict(config.shift) if config.shift is not None else None
     stem = out.with_suffix("")
     image_dir = stem.with_name(stem.name + ".images")
     truth_parts: list[pd.DataFrame] = []
@@ -471,7 +591,12 @@ def synthesize(out: Path | str, config: SynthConfig, *, format: str = "duckdb") 
                 np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, k)) for k in (1, 2)
             )
             part = _chunk(
-                np.random.default_rng(ss), n, config.sites, 1 + i * CHUNK, np.random.default_rng(latent_ss)
+                np.random.default_rng(ss),
+                n,
+                config.sites,
+                1 + i * CHUNK,
+                np.random.default_rng(latent_ss),
+                config,
             )
             for table in ("person", "observation_period", "events"):
                 w.append(table, part[table])
@@ -538,9 +663,20 @@ def _write_truth(out: Path, config: SynthConfig, truth: pd.DataFrame) -> None:
         "multimodal_terms": MM.MULTIMODAL_TERMS,
         "censoring": {
             "loss_to_follow_up_per_year": 0.04,
-            "data_cutoff": DATA_CUTOFF.date().isoformat(),
+            "data_cutoff": config.period.data_cutoff.date().isoformat(),
             "transplant_per_year": 0.01,
             "transplant_code": TRANSPLANT_CODE,
+        },
+        "index_period": [
+            config.period.index_start.date().isoformat(),
+            config.period.index_end.date().isoformat(),
+        ],
+        "shift": None
+        if config.shift is None
+        else {
+            **asdict(config.shift),
+            "effective_weibull_lambda": WEIBULL_LAMBDA * config.shift.hazard_ratio,
+            "note": "risk_1y and death_years in truth.parquet use the shifted baseline hazard",
         },
         "missing_completely_at_random": {t: miss for t, _, _, miss, _ in LABS},
         "config": {
