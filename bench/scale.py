@@ -113,6 +113,8 @@ def worker(engine: str, lake: Path, study: Path, out: Path) -> dict[str, Any]:
             conf={
                 "spark.eventLog.enabled": "true",
                 "spark.eventLog.dir": eventlog.as_uri(),
+                "spark.eventLog.compress": "false",  # plain JSON lines, read back below
+                "spark.eventLog.rolling.enabled": "false",
                 "spark.driver.memory": os.environ.get("REGENT_BENCH_DRIVER_MEMORY", "6g"),
             },
         )
@@ -146,7 +148,9 @@ def spark_costs(eventlog: Path, stages: dict[str, dict[str, float]]) -> dict[str
     stage_job: dict[int, int] = {}
     costs: dict[str, dict[str, float]] = {}
     keys = ("input_mb", "shuffle_write_mb", "shuffle_read_mb", "spill_disk_mb", "task_seconds", "cpu_seconds")
-    for path in sorted(eventlog.iterdir()):
+    for path in sorted(
+        p for p in eventlog.rglob("*") if p.is_file() and p.name.startswith(("events_", "local-"))
+    ):
         for line in path.read_text().splitlines():
             ev = json.loads(line)
             kind = ev.get("Event")
@@ -233,23 +237,33 @@ def compare(outs: dict[str, Path]) -> dict[str, Any]:
     return {"frames_equal": True, "results_differences": diff}
 
 
+#: The stages that are Spark jobs over the lake (open is a fixed start-up cost, not scaled).
+SCALED = ("cohort", "features")
+
+
 def plan_100m(persons: int, spark: dict[str, Any], duck: dict[str, Any] | None) -> dict[str, Any]:
     """The 100M-person plan from the measured per-stage Spark costs, scaled linearly in persons.
 
     Assumptions (stated in docs/scale.md): every cost here is a scan, filter, sort or join over
-    per-person rows, so it grows with the rows (linear; sort-merge adds log n, which the margin
-    covers); a cluster task does the work a local task did at the same rate per core; partitions
-    of ~128 MB of shuffle data; executors of 4 cores and 16 GB; a 30-minute target per stage.
+    per-person rows, so it grows with the rows (linear; sort-merge adds a log factor, which the
+    margin covers); a cluster task does the work a local task did at the same rate per core;
+    partitions of ~128 MB of shuffle data; executors of 4 cores and 16 GB; a 30-minute target
+    per stage.  The driver's share is the analysis matrix: its rows grow with the cohort, and
+    the driver memory per row is what DuckDB's run needed above its start (``duck``).
     """
     factor = 100_000_000 / persons
     stages = {}
-    for stage, c in spark["spark"].items():
+    for stage in SCALED:
+        c = spark["spark"].get(stage)
+        if c is None:
+            continue
         shuffle_gb = max(c["shuffle_write_mb"], c["shuffle_read_mb"]) * factor / 1024
         core_hours = c["task_seconds"] * factor / 3600
         cores = max(4, math.ceil(core_hours * 3600 / (30 * 60) / 4) * 4)
         stages[stage] = {
             "input_gb": round(c["input_mb"] * factor / 1024, 1),
             "shuffle_gb": round(shuffle_gb, 1),
+            "spill_gb": round(c["spill_disk_mb"] * factor / 1024, 1),
             "partitions": max(200, math.ceil(shuffle_gb * 1024 / 128)),
             "core_hours": round(core_hours, 1),
             "cores_for_30_min": cores,
@@ -257,13 +271,20 @@ def plan_100m(persons: int, spark: dict[str, Any], duck: dict[str, Any] | None) 
         }
     rows = spark["cohort_rows"] * factor
     per_row = spark["matrix_bytes"] / max(spark["cohort_rows"], 1)
-    return {
+    plan: dict[str, Any] = {
         "factor": factor,
         "stages": stages,
         "analysis_matrix_rows": int(rows),
         "analysis_matrix_gb": round(rows * per_row / 2**30, 1),
         "bytes_per_row": round(per_row, 1),
     }
+    if duck is not None:
+        base = duck["stages"]["open"]["peak_rss_mb"]
+        peak = max(v["peak_rss_mb"] for v in duck["stages"].values())
+        driver_per_row = (peak - base) * 2**20 / max(duck["cohort_rows"], 1)
+        plan["driver_bytes_per_row"] = round(driver_per_row, 1)
+        plan["driver_gb_at_100m"] = round(rows * driver_per_row / 2**30, 1)
+    return plan
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -293,11 +314,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engines", default="duckdb,spark")
     ap.add_argument("--json", type=Path, help="write every measurement here")
+    ap.add_argument("--plan-from", type=Path, help="print the 100M plan from a --json file of an earlier run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--lake", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--study", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.plan_from:
+        saved = json.loads(args.plan_from.read_text())
+        engines = saved["engines"]
+        print(table(engines))
+        print(json.dumps(plan_100m(saved["persons"], engines["spark"], engines.get("duckdb")), indent=2))
+        return
     if args.worker:
         measures = worker(args.worker, args.lake, args.study, args.out)
         (args.out / "measures.json").write_text(json.dumps(measures, indent=2))

@@ -14,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from toolkit.cli.main import app
 from toolkit.registry.store import Registry
 from toolkit.study.data import build_study_data
 from toolkit.study.engine import EngineSpec
@@ -64,16 +66,23 @@ def test_template_results_on_spark_equal_duckdb(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the study's own SpecWarnings are not what this test checks
         duck = run_study(study, out=tmp_path / "duck", registry=hf_registry, use_cache=False)
-        on_spark = run_study(
-            study, out=tmp_path / "spark", registry=hf_lake, use_cache=False, engine=EngineSpec("spark")
-        )
+        if template == "survival":  # one template through the command line: the options reach the engine
+            cli = ["study", "run", str(study), "--out", str(tmp_path / "spark"), "--registry", str(hf_lake)]
+            result = CliRunner().invoke(
+                app, [*cli, "--engine", "spark", "--master", "local[2]", "--no-track"]
+            )
+            assert result.exit_code == 0, result.output
+        else:
+            on_spark = run_study(
+                study, out=tmp_path / "spark", registry=hf_lake, use_cache=False, engine=EngineSpec("spark")
+            )
+            pd.testing.assert_frame_equal(duck.frame, on_spark.frame)
     a = json.loads((tmp_path / "duck" / "results.json").read_text())
     b = json.loads((tmp_path / "spark" / "results.json").read_text())
     assert a["registry"]["source"] != b["registry"]["source"]  # one read the file, the other the lake
     a["registry"].pop("source"), b["registry"].pop("source")
     assert differences(a, b) == []
     assert a["cohort"]["n"] > 100 and (a["analyses"] or a["models"])
-    pd.testing.assert_frame_equal(duck.frame, on_spark.frame)
 
 
 @pytest.mark.spark
@@ -111,6 +120,19 @@ def test_the_driver_limit_stops_before_collecting(spark: Any, hf_lake: Path) -> 
         ),
     ):
         build_study_data(plan, backend)
+
+
+def test_the_cli_refuses_an_unknown_engine(tmp_path: Path) -> None:
+    from toolkit.errors import StudySpecError
+
+    result = CliRunner().invoke(
+        app,
+        ["study", "run", str(REPO / "studies/gbsg2_recurrence"), "--out", str(tmp_path), "--engine", "flink"],
+    )
+    assert isinstance(result.exception, StudySpecError) and "--engine: expected duckdb or spark" in str(
+        result.exception
+    )
+    assert not any(tmp_path.iterdir()), "nothing is written before the engine is known"
 
 
 def test_engine_options_are_checked() -> None:
