@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import typer
 import uvicorn
+from rich.console import Console
 
 from toolkit.agents.load import Agent
 from toolkit.agents.package import package_agent
+from toolkit.cli.progress import Terminated, run_steps
 from toolkit.serve.app import create_app
 from toolkit.serve.demo_page import recent_dates
 from toolkit.serve.settings import Settings
+from toolkit.study.plan import plan_study
 from toolkit.study.runner import run_study
 from toolkit.tracking.mlflow_tracker import MLflowTracker
 from toolkit.tracking.models import MLflowModelStore
@@ -70,15 +74,20 @@ def run_demo(
     out: Path = Path("out/hf_mortality"),
     mlruns: Path = Path("mlruns"),
     dist: Path = Path("dist/agents"),
-    say: Callable[[str], object] = print,
+    say: Callable[[str], object] = lambda line: print(line, flush=True),  # piped output too
 ) -> dict[str, Any]:
     say("1/4  running the hf_mortality study (registry built on first use) ...")
-    run = run_study(
-        root / "studies/hf_mortality",
-        out=out,
-        tracker=MLflowTracker(mlruns),
-        progress=lambda s: say(f"     step: {s}"),
-    )
+    plan = plan_study(root / "studies/hf_mortality")
+    tracker = MLflowTracker(mlruns)
+    try:
+        run = run_steps(  # one line per step on stderr (bars in a terminal); Ctrl-C says how to resume
+            plan.steps,
+            Console(stderr=True, highlight=False, soft_wrap=True),
+            lambda progress: run_study(plan, out=out, tracker=tracker, progress=progress),
+            resume="regent demo",
+        )
+    except KeyboardInterrupt as exc:  # the message is printed; exit as a shell expects
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     say(
         f"     cohort {run.results.cohort.n} persons; "
         + ", ".join(

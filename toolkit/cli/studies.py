@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 runs_app = typer.Typer(help="Compare tracked study runs.", no_args_is_help=True)
 
@@ -25,55 +15,45 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM (a scheduler, `kill`) becomes an exception, so the runner ends the MLflow run as
-    # FAILED with the reason instead of leaving it RUNNING.
-    raise SystemExit(f"terminated by signal {signal.Signals(signum).name}")
-
-
 def run_with_progress(
     study: Path, *, out_dir: Path, registry: Path | None, tracker: Any, resume: bool, engine: Any = None
 ) -> Any:
-    """Run a study with a progress bar over its steps (and the folds inside each model)."""
+    """Run a study showing its steps (toolkit.cli.progress); Ctrl-C or SIGTERM stops it with the
+    MLflow run marked KILLED, a line saying where it stopped and how to resume, and exit 130."""
+    from toolkit.cli.progress import Terminated, run_steps
     from toolkit.study.plan import plan_study
     from toolkit.study.runner import run_study
 
     plan = plan_study(study)  # the one parse: the runner takes the plan
-    steps = plan.steps
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    columns = (
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
+
+    def work(progress: Any) -> Any:
+        return run_study(
+            plan,
+            out=out_dir,
+            tracker=tracker,
+            registry=registry,
+            use_cache=resume,
+            progress=progress,
+            engine=engine,
+        )
+
     try:
-        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-            task = bar.add_task("starting", total=len(steps))
-            seen: set[str] = set()
+        return run_steps(plan.steps, err, work, resume=_resume_command(study, out_dir, registry))
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
-            def on_step(label: str) -> None:
-                step = label.split(":")[0]
-                if step in steps and step not in seen:
-                    if seen:
-                        bar.advance(task)
-                    seen.add(step)
-                bar.update(task, description=label)
 
-            run = run_study(
-                plan,
-                out=out_dir,
-                tracker=tracker,
-                registry=registry,
-                use_cache=resume,
-                progress=on_step,
-                engine=engine,
-            )
-            bar.update(task, completed=len(steps))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return run
+def _resume_command(study: Path, out_dir: Path, registry: Path | None) -> str:
+    """The command that resumes this run: the one that was typed, when it was ``study run``."""
+    import shlex
+
+    from toolkit.cli.progress import resume_command
+
+    argv = sys.argv[1:]
+    if argv[:2] == ["study", "run"]:
+        return resume_command(argv)
+    extra = f" --registry {shlex.quote(str(registry))}" if registry else ""
+    return f"regent study run {shlex.quote(str(study))} --out {shlex.quote(str(out_dir))}{extra}"
 
 
 def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:

@@ -53,10 +53,10 @@ class StepCache:
             old = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-        if not isinstance(old, dict) or old.get("status") != "running":
-            return None
+        if not isinstance(old, dict) or old.get("status") not in ("running", "interrupted"):
+            return None  # "interrupted": stopped by Ctrl-C/SIGTERM, its tracked run already KILLED
         pid = int(old.get("pid") or 0)
-        if pid and pid != os.getpid() and _alive(pid):
+        if old.get("status") == "running" and pid and pid != os.getpid() and _alive(pid):
             raise StudySpecError(
                 f"{self.root.parent}: another study run (process {pid}) is writing here; "
                 "wait for it to finish or choose another --out"
