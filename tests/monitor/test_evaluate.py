@@ -156,6 +156,23 @@ def test_too_few_calls_are_reported_not_judged_and_small_counts_are_withheld(
         )
     tiny = evaluate_window(W, _calls(reference, 5, seed=8), NO_FEEDBACK, _settings(reference))
     assert tiny.calls is None and tiny.predictions is None and tiny.mean_risk is None
+    reasons = " ".join(c.reason or "" for c in tiny.checks)
+    assert "<10 calls" in reasons and "5 calls" not in reasons and "5 observed" not in reasons
+
+
+def test_a_small_number_of_overrides_is_withheld_with_its_rate(reference: ReferenceDistributions) -> None:
+    calls = _calls(reference, 200, seed=11)
+    feedback = pd.DataFrame(
+        {
+            "time": calls["time"][:30],
+            "card_uuid": calls["card_uuid"][:30],
+            "outcome": ["overridden"] * 3 + ["accepted"] * 27,
+        }
+    )
+    report = evaluate_window(W, calls, feedback, _settings(reference))
+    check = next(c for c in report.checks if c.check == "override_rate")
+    assert report.feedback.overridden is None and report.feedback.override_rate is None
+    assert check.status == "ok" and check.value is None and report.feedback.accept_rate == pytest.approx(0.9)
 
 
 def test_overrides_above_the_threshold_alert(reference: ReferenceDistributions) -> None:

@@ -110,6 +110,12 @@ def _above(
     )
 
 
+def _shown(n: int, policy: DisclosurePolicy) -> str:
+    """A count as text under the policy: ``<k`` for 1..k-1."""
+    released = policy.count(n)
+    return f"<{policy.min_cell}" if released is None else str(released)
+
+
 def _distinct(preds: pd.DataFrame) -> pd.DataFrame:
     """Repeated calls (same patient, same inputs) count once; calls without a patient all count."""
     has = preds["patient_ref"].notna()
@@ -135,7 +141,11 @@ def _drift(rows: pd.DataFrame, s: Settings) -> tuple[dict[str, float], dict[str,
             b = _bins_of(rows, ref)
         counts = bin_counts(b, len(ref.bins))
         n = int(counts.sum())
-        few = f"{n} observed values; judged from {spec.min_calls}" if n < spec.min_calls else None
+        few = (
+            f"{_shown(n, s.policy)} observed values; judged from {spec.min_calls}"
+            if n < spec.min_calls
+            else None
+        )
         if n > 0:
             psis[ref.name] = psi(ref.shares, counts)
             kss[ref.name] = binned_ks(ref.shares, counts)
@@ -151,7 +161,7 @@ def _rates(rows: pd.DataFrame, s: Settings) -> tuple[dict[str, Rates], list[Chec
     n = len(rows)
     out: dict[str, Rates] = {}
     checks: list[Check] = []
-    few = f"{n} calls; judged from {s.spec.min_calls}" if n < s.spec.min_calls else None
+    few = f"{_shown(n, s.policy)} calls; judged from {s.spec.min_calls}" if n < s.spec.min_calls else None
     for ref in s.reference.inputs:
         shares: dict[str, float | None] = {}
         for flag in FLAGS:
@@ -196,11 +206,15 @@ def _feedback(cards: pd.Series, feedback: pd.DataFrame, s: Settings) -> tuple[Fe
         )
     else:
         few = (
-            f"{replies} replies; judged from {s.spec.min_feedback}" if replies < s.spec.min_feedback else None
+            f"{_shown(replies, p)} replies; judged from {s.spec.min_feedback}"
+            if replies < s.spec.min_feedback
+            else None
         )
         check = _above(
             "override_rate", "feedback", ovr / replies if replies else None, s.spec.override_rate, few
         )
+        if fb.override_rate is None:  # a small count behind it: the status is released, the rate is not
+            check = check.model_copy(update={"value": None})
     return fb, check
 
 
@@ -299,7 +313,7 @@ def _performance(rows: pd.DataFrame, w: Window, s: Settings) -> tuple[Performanc
     if not matured:
         why = "the horizon has not passed for every call in this window"
     elif events < spec.min_events:
-        why = f"{events} outcomes; judged from {spec.min_events}"
+        why = f"{_shown(events, p)} outcomes; judged from {spec.min_events}"
     metrics: dict[str, Estimate] = {}
     kind = None
     small = p.is_small(events) or p.is_small(len(first) - events)
