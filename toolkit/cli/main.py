@@ -317,7 +317,7 @@ def study_run(
     ] = 1_000_000,
     driver_max_rows: Annotated[
         int, typer.Option(help="Spark: the most rows of the analysis matrix brought to the driver")
-    ] = 20_000_000,
+    ] = 10_000_000,
     mlruns: Annotated[Path, typer.Option(help="MLflow store folder")] = Path("mlruns"),
     track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
     resume: Annotated[

@@ -23,10 +23,10 @@ from toolkit.cohort.run import Backend, DuckDBBackend
 from toolkit.errors import StudySpecError
 from toolkit.registry.store import Registry
 
-#: Rows of the analysis matrix the Spark engine brings to the driver before it refuses (see
-#: docs/scale.md: about 1 KB per row on the driver through the models at 20-40 features, so
-#: 20M rows want ~20 GB; beyond that a study needs a sampled cohort).
-DEFAULT_DRIVER_MAX_ROWS = 20_000_000
+#: Rows of the analysis matrix the Spark engine brings to the driver before it refuses.  Measured
+#: by bench/scale.py (docs/scale.md): the driver peaked at ~2.4 KB per row through the survival
+#: template's analyses, so 10M rows want ~24 GB of driver memory.
+DEFAULT_DRIVER_MAX_ROWS = 10_000_000
 #: XGBoost matrices at least this large train distributed on the Spark engine.
 DEFAULT_DISTRIBUTED_ROWS = 1_000_000
 
