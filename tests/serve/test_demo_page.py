@@ -64,7 +64,7 @@ def test_pick_a_patient_see_data_and_card_then_override(demo: tuple[str, Path], 
             assert "Top contributing factors" in card.inner_text() and "Data used" in card.inner_text()
             assert page.locator("#fhir tbody tr").count() >= 7  # Patient + 6 Observations
             assert "Observation" in page.locator("#fhir").inner_text()
-            page.select_option(".card select", "disagree")
+            page.select_option(".card select", "data-incorrect")  # one of the reasons the card offers
             card.locator("button.override").click()
             page.locator(".status", has_text="Feedback recorded: overridden").wait_for()
             shot = Path(os.environ.get("REGENT_SCREENSHOTS", tmp_path)) / "demo-page.png"
@@ -80,4 +80,4 @@ def test_pick_a_patient_see_data_and_card_then_override(demo: tuple[str, Path], 
             browser.close()
     call, feedback = list(read_records(audit, card=str(uid)))
     assert call["kind"] == "cds-hooks" and call["client"] == "demo" and call["status"] == 200
-    assert feedback["outcome"] == "overridden" and feedback["override_reason"] == "disagree"
+    assert feedback["outcome"] == "overridden" and feedback["override_reason"] == "data-incorrect"
