@@ -208,3 +208,7 @@ def main() -> None:
                 f"(regent {secs / regent_s:.2f}x its speed)"
             )
     _compare_recipe()
+
+
+if __name__ == "__main__":
+    main()
