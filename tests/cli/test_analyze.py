@@ -39,14 +39,15 @@ def _json(*args: str) -> dict[str, Any]:
 
 def test_cif_json_is_the_scrubbed_results_entry() -> None:
     from toolkit.analysis.survival.release import cif_entry
-    from toolkit.study.kinds.base import partitions
+    from toolkit.study.kinds.base import count_marks
 
     out = _json("cif", "--data", MGUS2, "--by", "sex", "--times", "60,330")
     frame = pd.read_csv(MGUS2)
     res = cumulative_incidence(frame, by="sex", times=[60, 330])
     policy = DisclosurePolicy(min_cell=10)
     curves = {g.curve.group: g.curve for g in res.groups}
-    expected = cif_entry(res.to_dict(), curves, partitions(frame, "sex", causes=(1, 2)), policy)
+    marks = count_marks(frame.assign(event=frame["event"].astype(int)), "sex", policy, causes=(1, 2), per_cause=True)
+    expected = cif_entry(res.to_dict(), curves, marks, policy)
     assert out == json.loads(json.dumps(policy.scrub(expected, COUNT_KEYS)))
     at_330 = [a for g in out["groups"] for c in g["causes"] for a in c["at"] if a["time"] == 330]
     # 1-9 at risk: the curve has stopped, count and estimate withheld (issue 15)

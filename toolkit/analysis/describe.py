@@ -23,8 +23,9 @@ import pandas as pd
 from scipy import stats
 
 from toolkit.analysis.design import is_categorical
-from toolkit.disclosure import DisclosurePolicy, group_sizes
-from toolkit.disclosure.audit import LinearTable, Status
+from toolkit.disclosure import DisclosurePolicy
+from toolkit.disclosure.audit import LinearTable
+from toolkit.disclosure.joint import Crosstab, x_key
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def table1(
             groups.append((f"{by}={level}", frame[frame[by].astype(str) == level]))
         if frame[by].isna().any():  # in Overall, in no group: a reader can difference it
             groups.append((_BY_MISSING, frame[frame[by].isna()]))
-    kinds = {v: _is_numeric(frame[v]) for v in variables}
+    kinds = {v: is_numeric(frame[v]) for v in variables}
     counts = _count_table(groups, variables, kinds)
     status = _protect_blocks(counts, frame, [g for g, _ in groups], variables, kinds, by, policy)
     shown = [(g, d) for g, d in groups if g != _BY_MISSING]
@@ -139,7 +140,7 @@ _BY_MISSING = "(group missing)"
 _MISSING = "(missing)"
 
 
-def _is_numeric(s: pd.Series) -> bool:
+def is_numeric(s: pd.Series) -> bool:
     return not is_categorical(s) and s.dropna().nunique() > 2
 
 
@@ -180,42 +181,29 @@ def _protect_blocks(
     by: str | None,
     policy: DisclosurePolicy,
 ) -> dict[Hashable, str]:
-    """Each variable's block (its levels and missing by group, with the n row and its Overall
-    column as margins) protected on its own, with the margins' statuses fixed as every table of the
-    run decides them (:meth:`DisclosurePolicy.partition` of ``by`` and of the variable).  Cells are
-    named by what they count, not where they sit, so the same cross-tabulation in another Table 1
-    of the run (``by: sex`` with ``age_band`` rows, ``by: age_band`` with ``sex`` rows) is the same
-    linear system and gets the same cells withheld."""
+    """Each count's status, read from the decisions about the run's counts
+    (:meth:`DisclosurePolicy.decide`: the run's when this table is one of its tables, else this
+    table protected on its own).  Cells are named by what they count, not where they sit, so the
+    same cross-tabulation in another Table 1 of the run (``by: sex`` with ``age_band`` rows,
+    ``by: age_band`` with ``sex`` rows) and the group sizes other tables publish are the same
+    cells of one linear system."""
     status: dict[Hashable, str] = {k: "published" for k in counts.values}
     if not policy.enabled:
         return status
+    decided = policy.decide(frame, [Crosstab(v, by, numeric=kinds[v]) for v in variables])
     blv = {g: _MISSING if g == _BY_MISSING else g.split("=", 1)[1] for g in names[1:]}
-    n_fixed: dict[Hashable, Status] = {("total",): "published"}
-    if by is not None:
-        n_fixed |= {("m", by, lv): st for lv, st in policy.partition(group_sizes(frame[by])).items()}
 
     def canon(key: Any) -> Hashable:
         if key[0] == "n":
-            return ("total",) if key[1] == "Overall" else ("m", by, blv[str(key[1])])
+            return ("n",) if key[1] == "Overall" else ("m", by, blv[str(key[1])])
         v, lv, g = key
         if g == "Overall":
             return ("m", v, lv)
-        return ("x", *sorted([(str(v), str(lv)), (str(by), blv[str(g)])]))
+        return x_key((str(v), str(lv)), (str(by), blv[str(g)]))
 
-    for v in variables:
-        keys: list[Any] = [("n", g) for g in names]
-        keys += [k for k in counts.values if k[0] == v]  # type: ignore[index]
-        block = LinearTable({canon(k): counts.values[k] for k in keys})
-        rels = [r for r in counts.relations if r.total in keys and all(p in keys for p in r.parts)]
-        for r in sorted(rels, key=lambda r: repr(sorted(repr(canon(p)) for p in (r.total, *r.parts)))):
-            block.relate(canon(r.total), [canon(p) for p in r.parts])
-        fixed = dict(n_fixed)
-        if not kinds[v]:
-            fixed |= {("m", v, lv): st for lv, st in policy.partition(group_sizes(frame[v])).items()}
-        hidden_cols = {canon(k) for k in keys if k[0] == v and k[2] == _BY_MISSING}
-        got = policy.protect_table(block, unpublished=hidden_cols, fixed=fixed)
-        status.update({k: got[canon(k)] for k in keys if k[0] == v})
-        status.update({("n", g): got[canon(("n", g))] for g in names})
+    for key in counts.values:
+        st = decided.status.get(canon(key), "published")
+        status[key] = "published" if st == "unpublished" else st
     return status
 
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from scipy.optimize import linprog
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 Key = Hashable
 #: Why a cell is not shown: a count 1..k-1, withheld to protect one, or never published at all.
@@ -234,8 +234,28 @@ def protect(
     primary: Iterable[Key] = (),
     unpublished: Iterable[Key] = (),
     fixed: Mapping[Key, Status] | None = None,
+    unknown: Iterable[Key] = (),
 ) -> dict[Key, Status]:
-    """Each cell's status after primary and complementary suppression.
+    """Each cell's status after primary and optimal complementary suppression
+    (:func:`toolkit.disclosure.suppress.suppress`, whose arguments these are)."""
+    from toolkit.disclosure.suppress import suppress
+
+    return suppress(
+        table, min_cell=min_cell, primary=primary, unpublished=unpublished, fixed=fixed, unknown=unknown
+    )
+
+
+def protect_greedy(
+    table: LinearTable,
+    *,
+    min_cell: int,
+    primary: Iterable[Key] = (),
+    unpublished: Iterable[Key] = (),
+    fixed: Mapping[Key, Status] | None = None,
+) -> dict[Key, Status]:
+    """The singleton/differencing heuristic that :func:`protect` replaced: one complementary
+    cell at a time, audited after each.  Kept as the baseline of ``bench/disclosure.py``; its
+    patterns withhold more and can fail the marker-aware audit (:func:`labelled_exposures`).
 
     ``primary``: cells withheld whatever their value, besides every count 1..k-1 (e.g. a group
     that releases nothing).  ``unpublished``: cells a reader never sees but that relations
@@ -350,3 +370,101 @@ def protect_partition(
     )
     status.pop(total)
     return status
+
+
+def labelled_exposures(
+    table: LinearTable,
+    hidden: Iterable[Key],
+    *,
+    min_cell: int,
+    labels: Mapping[Key, str | None],
+    watch: Iterable[Key] | None = None,
+    known: Mapping[Key, float] | None = None,
+    big: float | None = None,
+    values: bool = False,
+    at_least: Mapping[Key, float] | None = None,
+) -> list[Any]:
+    """Withheld cells whose value a reader who also reads the markers can work out exactly
+    (``values=True``: ``(cell, value)`` pairs).
+
+    The reader knows the relations, every published value, that counts are whole numbers
+    between 0 and ``big`` (default: the largest known value), that a cell labelled ``small``
+    (shown ``<k``) is 1..k-1, one labelled ``complementary`` (shown ``withheld``) is 0 or at
+    least k, one labelled ``large`` at least k and one labelled ``zero`` 0, and the lower
+    limits ``at_least`` (a group a table lists has someone in it); each watched cell's least and greatest value under all of that (a small
+    mixed-integer programme per component, HiGHS) are compared.
+    """
+    hidden = set(hidden)
+    known_values = {k: float(v) for k, v in table.values.items()}
+    known_values.update(known or {})
+    top = big if big is not None else max([v for k, v in known_values.items() if k not in hidden] or [1.0])
+    watch = hidden if watch is None else set(watch) & hidden
+    found: list[Any] = []
+    for cells, rels in _components(table.relations, hidden):
+        mine = [c for c in cells if c in watch]
+        if mine and rels:
+            got = _labelled_component(cells, rels, known_values, labels, mine, min_cell, top, at_least or {})
+            found += got if values else [c for c, _ in got]
+    return found
+
+
+def _labelled_component(
+    cells: list[Key],
+    rels: list[Relation],
+    values: Mapping[Key, float],
+    labels: Mapping[Key, str | None],
+    watch: list[Key],
+    k: int,
+    top: float,
+    at_least: Mapping[Key, float],
+) -> list[tuple[Key, float]]:
+    index = {c: i for i, c in enumerate(cells)}
+    comp = [c for c in cells if labels.get(c) == "complementary"]
+    n, nb = len(cells), len(comp)
+    a = np.zeros((len(rels) + 2 * nb, n + nb))
+    lo = np.zeros(len(rels) + 2 * nb)
+    hi = np.zeros(len(rels) + 2 * nb)
+    for i, r in enumerate(rels):
+        for c, sign in ((r.total, 1.0), *((p, -1.0) for p in r.parts)):
+            if c in index:
+                a[i, index[c]] += sign
+            else:
+                lo[i] -= sign * values[c]
+        hi[i] = lo[i]
+    for j, c in enumerate(comp):  # 0 or >= k: y <= top * b and y >= k * b
+        row = len(rels) + 2 * j
+        a[row, index[c]], a[row, n + j] = 1.0, -top
+        lo[row], hi[row] = -np.inf, 0.0
+        a[row + 1, index[c]], a[row + 1, n + j] = 1.0, -float(k)
+        lo[row + 1], hi[row + 1] = 0.0, np.inf
+    lb = np.zeros(n + nb)
+    ub = np.concatenate([np.full(n, top), np.ones(nb)])
+    for c in cells:
+        bound = {"small": (1.0, float(k - 1)), "large": (float(k), top), "zero": (0.0, 0.0)}.get(
+            str(labels.get(c))
+        )
+        if bound is not None:
+            lb[index[c]], ub[index[c]] = bound
+        lb[index[c]] = max(lb[index[c]], float(at_least.get(c, 0.0)))
+    cons = LinearConstraint(a, lo, hi)
+    # solutions found so far: a cell that differs between two of them is not determined, so one
+    # solution of a cycle of withheld cells answers for all of them
+    pool: list[np.ndarray] = []
+    out = []
+    for c in watch:
+        j = index[c]
+        for sense in (1.0, -1.0):
+            seen = [y[j] for y in pool]
+            if seen and max(seen) - min(seen) >= 0.5:
+                break
+            cost = np.zeros(n + nb)
+            cost[j] = -sense
+            res = milp(cost, integrality=np.ones(n + nb), bounds=Bounds(lb, ub), constraints=[cons])
+            if res.x is None:  # the published values contradict the markers: nothing to derive
+                break
+            pool.append(np.round(res.x))
+        else:
+            seen = [y[j] for y in pool]
+            if seen and max(seen) - min(seen) < 0.5:
+                out.append((c, float(seen[0])))
+    return out

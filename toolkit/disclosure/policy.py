@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from toolkit.disclosure.audit import Key, LinearTable, Status, protect, protect_partition
+from toolkit.disclosure.joint import Decisions, Tabulation, protect_run, run_cells
 
 SUPPRESSED = None  # how a suppressed count is released in JSON (null, with a `suppressed` marker)
 #: How a withheld cell reads in HTML, CSV, Markdown and text ({k}: the policy's minimum cell).
@@ -35,6 +36,27 @@ class DisclosurePolicy:
     min_cell: int = 10
     rounding: int | None = None
     enabled: bool = True
+    #: the statuses of every count the run publishes, decided together (:meth:`for_run`)
+    decided: Decisions | None = field(default=None, compare=False, repr=False)
+
+    def for_run(self, frame: pd.DataFrame, tabulations: Iterable[Tabulation]) -> DisclosurePolicy:
+        """This policy with the run's decisions: every count the run's tables show
+        (:mod:`.joint`), protected at once on the cohort frame, so that every table withholds
+        the same cells."""
+        if not self.enabled:
+            return self
+        return replace(self, decided=protect_run(run_cells(frame, tabulations), min_cell=self.min_cell))
+
+    def decide(self, frame: pd.DataFrame, tabulations: Iterable[Tabulation]) -> Decisions:
+        """The statuses of the counts these tabulations show: the run's decisions when they are
+        about exactly these counts, otherwise these tabulations protected on their own (a table
+        computed outside a run: a notebook, ``regent analyze``)."""
+        cells = run_cells(frame, tabulations)
+        if not self.enabled:
+            return Decisions(dict(cells.table.values), {k: "published" for k in cells.table.values})
+        if self.decided is not None and self.decided.applies(cells.table.values):
+            return self.decided
+        return protect_run(cells, min_cell=self.min_cell)
 
     def is_small(self, n: float | int | None) -> bool:
         return self.enabled and n is not None and not pd.isna(n) and 0 < float(n) < self.min_cell

@@ -36,7 +36,7 @@ from toolkit.disclosure import COUNT_KEYS
 from toolkit.disclosure.derive import (
     Derived,
     derive_attrition_csv,
-    derive_grid,
+    derive_page,
     derive_results,
 )
 
@@ -174,8 +174,7 @@ def scan_html(html: str, *, min_cell: int, file: str = "") -> Iterator[Finding]:
     parser.feed(html)
     yield from scan_text(" ".join(parser.text), min_cell=min_cell, file=file, where="text")
     yield from _scan_tables(parser.tables, min_cell=min_cell, file=file)
-    for t, rows in enumerate(parser.tables):
-        yield from _derived(derive_grid(rows, min_cell=min_cell, where=f"table {t}"), file)
+    yield from _derived(derive_page(parser.tables, min_cell=min_cell), file)
 
 
 def _scan_tables(tables: list[list[list[str]]], *, min_cell: int, file: str) -> Iterator[Finding]:
@@ -207,8 +206,7 @@ def scan_markdown(text: str, *, min_cell: int, file: str = "") -> Iterator[Findi
     if current:
         tables.append(current)
     yield from _scan_tables(tables, min_cell=min_cell, file=file)
-    for t, rows in enumerate(tables):
-        yield from _derived(derive_grid(rows, min_cell=min_cell, where=f"table {t}"), file)
+    yield from _derived(derive_page(tables, min_cell=min_cell), file)
 
 
 def scan_csv(path: Path, *, min_cell: int, file: str = "") -> Iterator[Finding]:

@@ -30,7 +30,7 @@ from toolkit.errors import ToolkitError
 from toolkit.study.cache import StepCache, close_interrupted
 from toolkit.study.data import StudyData, build_study_data, compile_study
 from toolkit.study.engine import EngineSpec, model_training, open_backend
-from toolkit.study.kinds import run_analysis
+from toolkit.study.kinds import run_analysis, run_policy
 from toolkit.study.plan import StudyPlan, plan_study, spec_hash
 from toolkit.study.publish import (
     CohortSummary,
@@ -235,9 +235,10 @@ def run_study(
             run.computed += data.computed
             check_releasable(plan, data.cohort.n)  # empty or below k: one line, exit 2
             _log_inputs(run, data)
-            analyses = _analyses(run, data)
+            policy = run_policy(plan.spec, data.frame, plan.policy)  # every table's counts at once
+            analyses = _analyses(run, data, policy)
             with model_training(engine, backend):  # XGBoost on Spark for a large matrix
-                fitted, model_results = _models(run, data)
+                fitted, model_results = _models(run, data, policy)
         return _finish(run, data, analyses, fitted, model_results)
     except BaseException as exc:
         if run is not None:
@@ -298,14 +299,16 @@ def _log_inputs(run: _Run, data: StudyData) -> None:
     run.tracker.log_dataset("cohort_features", features, data.features_key, "training")
 
 
-def _analyses(run: _Run, data: StudyData) -> dict[str, Any]:
+def _analyses(run: _Run, data: StudyData, policy: DisclosurePolicy) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for a in run.plan.spec.analyses:
         run.say(f"analysis {a.name}")
-        key = f"analysis-{a.name}-" + spec_hash(a.model_dump(mode="json"), data.features_key)
+        key = f"analysis-{a.name}-" + spec_hash(
+            a.model_dump(mode="json"), data.features_key, _decided(policy)
+        )
         hit = run.cache.get(key)
         if hit is None:
-            hit = run_analysis(a, data.frame, run.plan.policy)
+            hit = run_analysis(a, data.frame, policy)
             run.cache.put(key, hit)
             run.computed.append(f"analysis:{a.name}")
         out[a.name], plots = hit
@@ -314,7 +317,14 @@ def _analyses(run: _Run, data: StudyData) -> dict[str, Any]:
     return out
 
 
-def _models(run: _Run, data: StudyData) -> tuple[dict[str, RiskModel], dict[str, Any]]:
+def _decided(policy: DisclosurePolicy, about: list[str] | None = None) -> str | None:
+    """What the run decided to withhold (for cache keys: a step re-runs when that changes)."""
+    return None if policy.decided is None else policy.decided.fingerprint(about)
+
+
+def _models(
+    run: _Run, data: StudyData, policy: DisclosurePolicy
+) -> tuple[dict[str, RiskModel], dict[str, Any]]:
     spec = run.plan.spec
     fitted: dict[str, RiskModel] = {}
     results: dict[str, Any] = {}
@@ -326,10 +336,12 @@ def _models(run: _Run, data: StudyData) -> tuple[dict[str, RiskModel], dict[str,
             spec.disclosure.model_dump(),
             spec.seed,
             data.features_key,
+            _decided(policy, [str(v) for v in getattr(spec.cohort, "subgroups", [])]),
         )
         hit = run.cache.get(key)
         if hit is None:
-            hit = run_model(m, data.frame, spec, progress=_prefixed(run.say, f"model {m.name}: "))
+            say = _prefixed(run.say, f"model {m.name}: ")
+            hit = run_model(m, data.frame, spec, progress=say, policy=policy)
             run.cache.put(key, hit)
             run.computed.append(f"model:{m.name}")
         run.cache.state(step=f"model:{m.name}")

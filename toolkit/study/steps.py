@@ -52,11 +52,17 @@ def model_plan(m: ModelSpecItem, frame: pd.DataFrame, spec: StudySpec) -> ModelP
 
 
 def run_model(
-    m: ModelSpecItem, frame: pd.DataFrame, spec: StudySpec, *, progress: Callable[[str], object] | None = None
+    m: ModelSpecItem,
+    frame: pd.DataFrame,
+    spec: StudySpec,
+    *,
+    progress: Callable[[str], object] | None = None,
+    policy: DisclosurePolicy | None = None,
 ) -> tuple[RiskModel, dict[str, Any], dict[str, bytes]]:
-    """Develop one study model on the cohort+features frame (toolkit.analysis.predict.develop)."""
+    """Develop one study model on the cohort+features frame (toolkit.analysis.predict.develop);
+    ``policy``: the run's (its subgroup table withholds what the run's other tables do)."""
     from toolkit.analysis.predict.develop import develop_model
 
     d = spec.disclosure
-    policy = DisclosurePolicy(d.min_cell, d.rounding, d.enabled)
+    policy = policy or DisclosurePolicy(d.min_cell, d.rounding, d.enabled)
     return develop_model(frame, model_plan(m, frame, spec), policy=policy, progress=progress)

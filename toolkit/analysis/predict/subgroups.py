@@ -63,7 +63,7 @@ def subgroup_metrics(
     for var in variables:
         levels = groups[var].astype("string").fillna(MISSING_LEVEL).to_numpy(dtype=object)
         cells: list[dict[str, Any]] = []
-        withheld = _withheld_levels(levels, event, policy)
+        withheld = _withheld_levels(var, groups[var], levels, event, policy)
         for level in sorted(set(levels), key=str):
             sel = levels == level
             n, ev = int(sel.sum()), int((event[sel] == 1).sum())
@@ -112,11 +112,15 @@ def subgroup_metrics(
     return {"variables": table, "gaps": gaps}, largest
 
 
-def _withheld_levels(levels: np.ndarray, event: np.ndarray, policy: DisclosurePolicy) -> set[str]:
-    """Levels whose cell is withheld: those with 1..k-1 persons, events or non-events, and as
-    many others as it takes that neither the persons nor the events of a withheld level can be
-    found by subtracting the released levels from the model's n and events (complementary
-    suppression, :meth:`DisclosurePolicy.partition`; a cell shows both counts or neither)."""
+def _withheld_levels(
+    var: str, column: pd.Series, levels: np.ndarray, event: np.ndarray, policy: DisclosurePolicy
+) -> set[str]:
+    """Levels whose cell is withheld: those with 1..k-1 persons, events or non-events, and every
+    level whose persons or events the run withholds (the same cells as its other tables, with
+    complementary suppression so that none of them can be found by subtraction from the model's
+    n and events: :meth:`DisclosurePolicy.decide`; a cell shows both counts or neither)."""
+    from toolkit.disclosure.joint import Partition
+
     names = sorted({str(lv) for lv in levels})
     lv = levels.astype(str)
     n = {k: int((lv == k).sum()) for k in names}
@@ -126,10 +130,9 @@ def _withheld_levels(levels: np.ndarray, event: np.ndarray, policy: DisclosurePo
     }
     if not policy.enabled:
         return hide
-    while True:
-        by_n = policy.partition(n, primary=tuple(hide))
-        by_ev = policy.partition(ev, primary=tuple(hide))
-        more = {k for k in names if by_n[k] != "published" or by_ev[k] != "published"}
-        if more <= hide:
-            return hide
-        hide |= more
+    frame = pd.DataFrame({var: column.to_numpy(), "event": event})
+    decided = policy.decide(frame, [Partition(var, with_missing=True)])
+    for k in names:
+        if decided.withheld(("m", var, k)) or decided.withheld(("e", 1, var, k)):
+            hide.add(k)
+    return hide

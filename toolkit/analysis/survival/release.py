@@ -9,9 +9,9 @@
   persons are at risk at that time and at least k events happened before it.
 * An RMST to tau needs k persons at risk at tau (the area uses the whole curve up to tau) and k
   events by tau; a contrast needs both of its groups released.
-* Group sizes and events per group are partitions of published totals (the cohort's size and
-  events): they are withheld with complementary suppression, the same cells in every table of
-  the run (:meth:`DisclosurePolicy.partition`).
+* Group sizes, events per group and events by tau per group are cells of the run's linear
+  system (:mod:`toolkit.disclosure.joint`): withheld with complementary suppression, the same
+  cells in every table of the run (the ``marks`` each function takes).
 
 Tables release survival at the declared reporting times only (``times``), never at every event
 time.  Each function takes the entry an analysis computed and returns the released entry.
@@ -65,13 +65,6 @@ def quantile_ok(
     return at_risk >= policy.min_cell and before >= policy.min_cell
 
 
-def partition_marks(
-    sizes: Mapping[str, int], policy: DisclosurePolicy, *, primary: tuple[str, ...] = ()
-) -> dict[str, str]:
-    """The withheld parts of one partition (level -> status)."""
-    return {k: v for k, v in policy.partition(sizes, primary=primary).items() if v != "published"}
-
-
 def with_counts(
     group: dict[str, Any], marks: Mapping[str, Mapping[str, str]], policy: DisclosurePolicy
 ) -> dict[str, Any]:
@@ -87,13 +80,16 @@ def with_counts(
     return out
 
 
-def km_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str, dict[str, int]] | None,
+Marks = Mapping[str, Mapping[str, str]]
+
+
+def km_entry(entry: dict[str, Any], curves: Mapping[str, Any], marks: Marks | None,
              policy: DisclosurePolicy) -> dict[str, Any]:  # fmt: skip
-    """The Kaplan-Meier entry as released (``curves``: group -> KMCurve; ``sizes``: the
-    partitions of the grouping column, ``{"n": ..., "events": ...}`` keyed by level)."""
+    """The Kaplan-Meier entry as released (``curves``: group -> KMCurve; ``marks``: the
+    withheld group counts as the run decided them, ``{"n": {level: status}, "events": ...}``)."""
     if not policy.enabled:
         return entry
-    marks = _marks(sizes, policy)
+    marks = marks or {}
     groups = []
     for g in entry["groups"]:
         c = curves[g["group"]]
@@ -110,17 +106,14 @@ def km_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str, 
         groups.append(g)
     out = {**entry, "groups": groups}
     if entry.get("logrank"):
-        out["logrank"] = logrank_entry(entry["logrank"], sizes, policy)
+        out["logrank"] = logrank_entry(entry["logrank"], marks, policy)
     return _noted(out, policy)
 
 
-def logrank_entry(
-    entry: dict[str, Any], sizes: dict[str, dict[str, int]] | None, policy: DisclosurePolicy
-) -> dict[str, Any]:
+def logrank_entry(entry: dict[str, Any], marks: Marks | None, policy: DisclosurePolicy) -> dict[str, Any]:
     """Observed events per group are the events partition: withheld like the Kaplan-Meier's."""
-    if not policy.enabled or sizes is None:
+    if not policy.enabled or not marks:
         return entry
-    marks = _marks({"events": sizes["events"]}, policy)
     key = "events" if "rho" in entry else "observed"
     groups = []
     for g in entry["groups"]:
@@ -131,12 +124,13 @@ def logrank_entry(
     return {**entry, "groups": groups}
 
 
-def cif_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str, dict[str, int]] | None,
+def cif_entry(entry: dict[str, Any], curves: Mapping[str, Any], marks: Marks | None,
               policy: DisclosurePolicy) -> dict[str, Any]:  # fmt: skip
-    """The cumulative-incidence entry as released (per group, and per cause within a group)."""
+    """The cumulative-incidence entry as released (per group, and per cause within a group;
+    ``marks``: ``{"n": ..., "events_<cause>": ...}``)."""
     if not policy.enabled:
         return entry
-    marks = _marks(sizes, policy)
+    marks = marks or {}
     groups = []
     for g in entry["groups"]:
         c = curves[g["group"]]
@@ -162,12 +156,13 @@ def cif_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str,
     return _noted({**entry, "groups": groups}, policy)
 
 
-def rmst_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str, dict[str, int]] | None,
+def rmst_entry(entry: dict[str, Any], curves: Mapping[str, Any], marks: Marks | None,
                policy: DisclosurePolicy) -> dict[str, Any]:  # fmt: skip
-    """The RMST entry as released: a group needs k persons, k events by tau and k at risk at tau."""
+    """The RMST entry as released: a group needs k persons, k events by tau and k at risk at tau
+    (``marks``: ``{"n": ..., "events_by_tau": ...}``; its ``events`` are the events by tau)."""
     if not policy.enabled:
         return entry
-    marks = _marks({"n": sizes["n"]} if sizes else None, policy)
+    marks = {"events" if k == "events_by_tau" else k: v for k, v in (marks or {}).items()}
     tau = float(entry["tau"])
     groups, withheld = [], set()
     for g in entry["groups"]:
@@ -175,9 +170,15 @@ def rmst_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str
         why = group_reason(c.n, int(g["events"]), policy, what="events by tau") or at_risk_reason(
             c.at(tau)[3], policy
         )
+        events = int(g["events"])
         g = with_counts(g, marks, policy)
         if why is not None:
             withheld.add(g["group"])
+            # its events by tau go too: marked as what they are (1..k-1, or not) for the reader
+            cs = {
+                "events": "small" if policy.is_small(events) else "complementary",
+                **g.get("counts_suppressed", {}),
+            }
             g = {
                 **g,
                 "rmst": None,
@@ -186,6 +187,7 @@ def rmst_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str
                 "upper": None,
                 "events": None,
                 "suppressed": why,
+                "counts_suppressed": cs,
             }
         groups.append(g)
     contrasts = []
@@ -195,10 +197,6 @@ def rmst_entry(entry: dict[str, Any], curves: Mapping[str, Any], sizes: dict[str
             c["suppressed"] = "a group is not released"
         contrasts.append(c)
     return _noted({**entry, "groups": groups, "contrasts": contrasts}, policy)
-
-
-def _marks(sizes: dict[str, dict[str, int]] | None, policy: DisclosurePolicy) -> dict[str, dict[str, str]]:
-    return {} if sizes is None else {key: partition_marks(part, policy) for key, part in sizes.items()}
 
 
 def _withheld(

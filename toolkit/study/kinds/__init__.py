@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from toolkit.disclosure import DisclosurePolicy
+    from toolkit.disclosure.joint import Tabulation
 
     Analysis = AnalysisSpec
 else:
@@ -74,6 +75,32 @@ def column_problems(analyses: list[Any], columns: list[str], *, source: str) -> 
     return problems
 
 
+def run_tabulations(spec: Any, frame: pd.DataFrame) -> list[Tabulation]:
+    """Every count the run's tables show (:mod:`toolkit.disclosure.joint`): each analysis's, and
+    each model's subgroup table (persons and events per level of the cohort's subgroups, when the
+    models are developed on the whole cohort)."""
+    from toolkit.disclosure.joint import Partition
+
+    out: list[Tabulation] = []
+    for a in spec.analyses:
+        shows = kind_of(a).shows
+        if shows is not None:
+            out += list(shows(a, frame))
+    if spec.models and spec.validation.external is None:
+        out += [
+            Partition(str(v), with_missing=True)
+            for v in getattr(spec.cohort, "subgroups", [])
+            if v in frame.columns
+        ]
+    return list(dict.fromkeys(out))
+
+
+def run_policy(spec: Any, frame: pd.DataFrame, policy: DisclosurePolicy) -> DisclosurePolicy:
+    """The policy every table of the run uses: ``policy`` with the statuses of all the counts the
+    run shows, decided at once (:meth:`DisclosurePolicy.for_run`)."""
+    return policy.for_run(frame, run_tabulations(spec, frame))
+
+
 def protocols() -> dict[str, str]:
     """Kind -> the federated protocol that computes it (kinds without one are not listed)."""
     return {t: k.protocol for t, k in KINDS.items() if k.protocol is not None}
@@ -93,4 +120,6 @@ __all__ = [
     "not_federated",
     "protocols",
     "run_analysis",
+    "run_policy",
+    "run_tabulations",
 ]

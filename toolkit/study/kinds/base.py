@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from toolkit.specs import Frozen
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from toolkit.disclosure import DisclosurePolicy
+    from toolkit.disclosure.joint import Tabulation
 
 
 class AnalysisSpec(Frozen):
@@ -76,6 +78,8 @@ class AnalysisKind:
     protocol: str | None = None  # the federated protocol that computes it (toolkit.federated)
     not_federated: str | None = None  # why there is none
     notes: tuple[str, ...] = field(default=())
+    #: the counts its entry shows (toolkit.disclosure.joint), protected with every other table's
+    shows: Callable[[Any, pd.DataFrame], Iterator[Tabulation]] | None = None
 
     def __post_init__(self) -> None:
         if (self.protocol is None) == (self.not_federated is None):
@@ -87,28 +91,49 @@ def with_int_events(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(event=frame["event"].astype(int))
 
 
-def partitions(
-    frame: pd.DataFrame, by: str | None, *, causes: tuple[int, ...] = ()
-) -> dict[str, dict[str, int]] | None:
-    """The partitions a grouped survival table publishes: persons per level of ``by`` and events
-    per level (``events``, or ``events_<cause>`` per cause), each over the whole study frame so
-    that every table of the run withholds the same cells (``DisclosurePolicy.partition``)."""
-    from toolkit.disclosure import group_sizes
+def count_marks(
+    frame: pd.DataFrame,
+    by: str | None,
+    policy: DisclosurePolicy,
+    *,
+    causes: tuple[int, ...] = (1,),
+    taus: tuple[float, ...] = (),
+    per_cause: bool = False,
+) -> dict[str, dict[str, str]] | None:
+    """The withheld counts of a grouped survival table, level -> ``small``/``complementary``:
+    persons (``n``), events of code 1 (``events``; ``per_cause``: ``events_<c>`` for each cause)
+    and events by tau (``events_by_tau``), as the run decided them for every table that shows
+    them (:meth:`DisclosurePolicy.decide`)."""
+    from toolkit.disclosure.joint import Partition
 
     if by is None:
         return None
-    ev = frame["event"].astype(int)
-    out = {"n": group_sizes(frame[by]), "events": group_sizes(frame.loc[ev == 1, by])}
-    for k in causes:
-        out[f"events_{k}"] = group_sizes(frame.loc[ev == k, by])
+    decided = policy.decide(frame, [Partition(by, tuple(causes), tuple(taus))])
+    levels = sorted(frame[by].dropna().astype(str).unique())
+
+    def withheld(key: Callable[[str], tuple[Any, ...]]) -> dict[str, str]:
+        return {lv: st for lv in levels if (st := decided.status.get(key(lv), "published")) != "published"}
+
+    out = {"n": withheld(lambda lv: ("m", by, lv))}
+    for c in causes:
+        if per_cause or c == 1:
+            out[f"events_{c}" if per_cause else "events"] = withheld(partial(_event_key, c, by))
+    for tau in taus:
+        out["events_by_tau"] = withheld(partial(_by_tau_key, tau, by))
     return out
 
 
-def withheld_groups(sizes: dict[str, dict[str, int]] | None, policy: DisclosurePolicy) -> set[str]:
+def _event_key(code: int, by: str, level: str) -> tuple[Any, ...]:
+    return ("e", code, by, level)
+
+
+def _by_tau_key(tau: float, by: str, level: str) -> tuple[Any, ...]:
+    return ("eb", tau, by, level)
+
+
+def withheld_groups(marks: dict[str, dict[str, str]] | None) -> set[str]:
     """The groups whose size the run withholds (plots leave their time-0 at-risk count out)."""
-    if sizes is None:
-        return set()
-    return {g for g, st in policy.partition(sizes["n"]).items() if st != "published"}
+    return set() if marks is None else set(marks["n"])
 
 
 def refs(**named: str | list[str] | None) -> Iterator[ColumnRef]:

@@ -15,7 +15,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
-    partitions,
+    count_marks,
     refs,
     with_int_events,
     withheld_groups,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from toolkit.disclosure import DisclosurePolicy
+    from toolkit.disclosure.joint import Tabulation
 
 
 class CIFAnalysis(AnalysisSpec):
@@ -46,11 +47,11 @@ def run(a: CIFAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> Analys
 
     data = with_int_events(frame)
     res = cumulative_incidence(data, by=a.by, strata=a.strata, times=a.times, causes=a.causes)
-    sizes = partitions(data, a.by, causes=res.causes)
+    marks = count_marks(data, a.by, policy, causes=tuple(res.causes), per_cause=True)
     ticks = [0.0, *a.times] if a.times else None
-    plot = cif_plot(res, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(sizes, policy))
+    plot = cif_plot(res, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(marks))
     curves = {g.curve.group: g.curve for g in res.groups}
-    return cif_entry(res.to_dict(), curves, sizes, policy), {f"cif_{a.name}": plot}
+    return cif_entry(res.to_dict(), curves, marks, policy), {f"cif_{a.name}": plot}
 
 
 def columns(a: CIFAnalysis) -> Iterator[ColumnRef]:
@@ -86,6 +87,15 @@ def text(d: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def shows(a: CIFAnalysis, frame: pd.DataFrame) -> Iterator[Tabulation]:
+    from toolkit.disclosure.joint import Partition
+
+    if a.by is not None:
+        codes = frame["event"].dropna().astype(int)
+        causes = a.causes or sorted(int(k) for k in codes[codes > 0].unique())
+        yield Partition(a.by, causes=tuple(causes))
+
+
 KIND = AnalysisKind(
     type="cumulative_incidence",
     spec=CIFAnalysis,
@@ -105,4 +115,5 @@ KIND = AnalysisKind(
         ),
     ),
     protocol="event_counts",
+    shows=shows,
 )

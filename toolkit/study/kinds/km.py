@@ -15,7 +15,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
-    partitions,
+    count_marks,
     refs,
     with_int_events,
     withheld_groups,
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from toolkit.disclosure import DisclosurePolicy
+    from toolkit.disclosure.joint import Tabulation
 
 
 class KaplanMeierAnalysis(AnalysisSpec):
@@ -44,11 +45,11 @@ def run(a: KaplanMeierAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -
 
     data = with_int_events(frame)
     km = kaplan_meier(data, by=a.by, strata=a.strata, times=a.times)
-    sizes = partitions(data, a.by)
+    marks = count_marks(data, a.by, policy)
     ticks = [0.0, *a.times] if a.times else None
-    plot = km_plot(km, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(sizes, policy))
+    plot = km_plot(km, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(marks))
     curves = {g.curve.group: g.curve for g in km.groups}
-    return km_entry(km.to_dict(), curves, sizes, policy), {f"km_{a.name}": plot}
+    return km_entry(km.to_dict(), curves, marks, policy), {f"km_{a.name}": plot}
 
 
 def columns(a: KaplanMeierAnalysis) -> Iterator[ColumnRef]:
@@ -78,6 +79,13 @@ def text(d: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def shows(a: KaplanMeierAnalysis, frame: pd.DataFrame) -> Iterator[Tabulation]:
+    from toolkit.disclosure.joint import Partition
+
+    if a.by is not None:
+        yield Partition(a.by)
+
+
 KIND = AnalysisKind(
     type="kaplan_meier",
     spec=KaplanMeierAnalysis,
@@ -96,4 +104,5 @@ KIND = AnalysisKind(
         ),
     ),
     protocol="event_counts",
+    shows=shows,
 )

@@ -14,7 +14,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
-    partitions,
+    count_marks,
     refs,
     with_int_events,
 )
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from toolkit.disclosure import DisclosurePolicy
+    from toolkit.disclosure.joint import Tabulation
 
 
 class LogRankAnalysis(AnalysisSpec):
@@ -48,7 +49,7 @@ def run(a: LogRankAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> An
     kw: dict[str, Any] = {"rho": a.rho} if a.rho else {}
     data = with_int_events(frame)
     res = logrank_test(data, by=a.by, strata=a.strata, **kw)
-    return logrank_entry(res.to_dict(), partitions(data, a.by), policy), {}
+    return logrank_entry(res.to_dict(), count_marks(data, a.by, policy), policy), {}
 
 
 def columns(a: LogRankAnalysis) -> Iterator[ColumnRef]:
@@ -84,6 +85,13 @@ def text(d: dict[str, Any]) -> str:
     )
 
 
+def shows(a: LogRankAnalysis, frame: pd.DataFrame) -> Iterator[Tabulation]:
+    from toolkit.disclosure.joint import Partition
+
+    if a.by is not None:
+        yield Partition(a.by)
+
+
 KIND = AnalysisKind(
     type="logrank",
     spec=LogRankAnalysis,
@@ -103,4 +111,5 @@ KIND = AnalysisKind(
         ),
     ),
     protocol="event_counts",
+    shows=shows,
 )

@@ -15,7 +15,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
-    partitions,
+    count_marks,
     refs,
     with_int_events,
 )
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from toolkit.disclosure import DisclosurePolicy
+    from toolkit.disclosure.joint import Tabulation
 
 
 class RMSTAnalysis(AnalysisSpec):
@@ -58,7 +59,8 @@ def run(a: RMSTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> Analy
         sel = data if a.by is None else data[data[a.by].astype(str) == grp.group]
         sel = sel.dropna(subset=["time", "event"])
         curves[grp.group] = km_curve(sel["time"].to_numpy(float), (sel["event"] == 1).to_numpy())
-    return rmst_entry(res.to_dict(), curves, partitions(data, a.by), policy), {}
+    marks = count_marks(data, a.by, policy, causes=(), taus=(float(a.tau_days),))
+    return rmst_entry(res.to_dict(), curves, marks, policy), {}
 
 
 def columns(a: RMSTAnalysis) -> Iterator[ColumnRef]:
@@ -94,6 +96,13 @@ def text(d: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def shows(a: RMSTAnalysis, frame: pd.DataFrame) -> Iterator[Tabulation]:
+    from toolkit.disclosure.joint import Partition
+
+    if a.by is not None:
+        yield Partition(a.by, causes=(), taus=(float(a.tau_days),))
+
+
 KIND = AnalysisKind(
     type="rmst",
     spec=RMSTAnalysis,
@@ -113,4 +122,5 @@ KIND = AnalysisKind(
         ),
     ),
     protocol="event_counts",
+    shows=shows,
 )

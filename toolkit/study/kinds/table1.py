@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from toolkit.disclosure import DisclosurePolicy
+    from toolkit.disclosure.joint import Tabulation
 
 
 class Table1Analysis(AnalysisSpec):
@@ -35,6 +36,14 @@ def columns(a: Table1Analysis) -> Iterator[ColumnRef]:
     return refs(by=a.by, variables=a.variables)
 
 
+def shows(a: Table1Analysis, frame: pd.DataFrame) -> Iterator[Tabulation]:
+    from toolkit.analysis.describe import is_numeric
+    from toolkit.disclosure.joint import Crosstab
+
+    for v in a.variables:
+        yield Crosstab(v, a.by, numeric=is_numeric(frame[v]))
+
+
 KIND = AnalysisKind(
     type="table1",
     spec=Table1Analysis,
@@ -43,4 +52,5 @@ KIND = AnalysisKind(
     columns=columns,
     template="table1.html.j2",
     protocol="table1",
+    shows=shows,
 )
