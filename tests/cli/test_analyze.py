@@ -46,7 +46,9 @@ def test_cif_json_is_the_scrubbed_results_entry() -> None:
     res = cumulative_incidence(frame, by="sex", times=[60, 330])
     policy = DisclosurePolicy(min_cell=10)
     curves = {g.curve.group: g.curve for g in res.groups}
-    marks = count_marks(frame.assign(event=frame["event"].astype(int)), "sex", policy, causes=(1, 2), per_cause=True)
+    marks = count_marks(
+        frame.assign(event=frame["event"].astype(int)), "sex", policy, causes=(1, 2), per_cause=True
+    )
     expected = cif_entry(res.to_dict(), curves, marks, policy)
     assert out == json.loads(json.dumps(policy.scrub(expected, COUNT_KEYS)))
     at_330 = [a for g in out["groups"] for c in g["causes"] for a in c["at"] if a["time"] == 330]

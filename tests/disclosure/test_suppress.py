@@ -109,7 +109,9 @@ def test_the_pattern_is_as_small_as_an_exhaustive_search_finds(rng: np.random.Ge
 
 def test_a_withheld_zero_under_a_published_zero_total_is_never_chosen() -> None:
     # a 0 whose row adds up to a published 0 would be determined at once
-    t = _two_way({("a", "x"): 0, ("a", "y"): 0, ("b", "x"): 4, ("b", "y"): 30, ("c", "x"): 20, ("c", "y"): 22})
+    t = _two_way(
+        {("a", "x"): 0, ("a", "y"): 0, ("b", "x"): 4, ("b", "y"): 30, ("c", "x"): 20, ("c", "y"): 22}
+    )
     status = suppress(t, min_cell=K, fixed={("T", "T"): "published"})
     assert status[("a", "x")] == "published" and status[("a", "y")] == "published"
     hidden = {k for k, s in status.items() if s != "published"}
@@ -119,7 +121,9 @@ def test_a_withheld_zero_under_a_published_zero_total_is_never_chosen() -> None:
 def test_the_greedy_heuristic_it_replaced_withholds_more() -> None:
     rng = np.random.default_rng(2)
     for _ in range(5):  # the fifth draw of bench/disclosure.py's tables
-        cells = {(r, c): int(rng.choice([0, 1, 2, 5, 12, 30, 3, 40, 60, 15])) for r in "abcdef" for c in "vwxyz"}
+        cells = {
+            (r, c): int(rng.choice([0, 1, 2, 5, 12, 30, 3, 40, 60, 15])) for r in "abcdef" for c in "vwxyz"
+        }
     t = _two_way(cells)
     fixed = {("T", "T"): "published"}
     greedy = protect_greedy(t, min_cell=K, fixed=fixed)
@@ -184,5 +188,9 @@ def test_tables_protected_together_leave_nothing_that_one_by_one_they_give_away(
     t1s, t1b, km = (together["analyses"][s.name] for s in specs)  # type: ignore[index]
     sizes_t1 = next(r for r in t1b["rows"] if r["label"] == "n")["counts"]
     sizes_km = {f"band={g['group']}": g["n"] for g in km["groups"]}
-    overall = {f"band={r['level']}": r["counts"]["Overall"] for r in t1s["rows"] if r.get("variable") == "band" and "level" in r}
+    overall = {
+        f"band={r['level']}": r["counts"]["Overall"]
+        for r in t1s["rows"]
+        if r.get("variable") == "band" and "level" in r
+    }
     assert {g: sizes_t1[g] for g in sizes_km} == sizes_km == overall
