@@ -3,9 +3,9 @@
 Known-truth data (a Weibull proportional-hazards simulation with missing values), the same
 development plan (folds, seeds, evaluation) run twice: once with ``xgboost.train`` on the driver,
 once with every booster trained on the session's local Spark (two workers).  Tolerance: 0.02 on
-the cross-validated C-index and 0.01 on the Brier score and calibration slope's scale of metrics
-below 1 -- the distributed fit differs by its quantile sketch (and, for survival:cox, by risk sets
-within each worker's rows), not by the evaluation, which is the same code.
+the cross-validated C-index (Harrell's and Uno's) and on the AUROC at the horizon, 0.01 on the
+Brier score -- the distributed fit differs by its quantile sketch (and, for survival:cox, by
+risk sets within each worker's rows), not by the evaluation, which is the same code.
 """
 
 from __future__ import annotations
@@ -72,10 +72,13 @@ def test_distributed_fit_gives_the_single_machine_metrics(
     assert single.trained_on_ == "driver" and dist.trained_on_ == "spark"  # type: ignore[attr-defined]
     a, b = res_single["metrics"], res_dist["metrics"]
     assert a["c_harrell_mean"] > 0.7, "the simulation should be learnable"
-    assert abs(a["c_harrell_mean"] - b["c_harrell_mean"]) < 0.02
-    for key in ("brier_mean", "auc_mean"):
-        if a.get(key) is not None:
-            assert abs(a[key] - b[key]) < 0.01, key
+    for key, tolerance in (
+        ("c_harrell_mean", 0.02),
+        ("c_uno_mean", 0.02),
+        ("auroc_mean", 0.02),
+        ("brier_mean", 0.01),
+    ):
+        assert abs(a[key] - b[key]) < tolerance, (key, a[key], b[key])
     # the distributed booster is a plain booster: it predicts and explains on the driver
     risk = dist.predict_risk(frame.head(50))
     assert np.all((risk > 0) & (risk < 1))
