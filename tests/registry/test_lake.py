@@ -206,3 +206,27 @@ def test_cli_convert_both_ways_and_import_and_synth_write_parquet(tmp_path: Path
     assert r.exit_code != 0 and "--to: expected one of ['duckdb', 'parquet']; got 'csv'" in str(
         r.exception or r.output
     )
+
+
+def test_import_omop_and_import_meds_write_parquet_with_the_files_digest(
+    hf_registry: Path, tmp_path: Path
+) -> None:
+    from tests.registry.test_omop_import import write_folder
+
+    runner = CliRunner()
+    omop = write_folder(tmp_path / "omop")
+    for fmt, out in (("duckdb", tmp_path / "o.duckdb"), ("parquet", tmp_path / "o_lake")):
+        r = runner.invoke(app, ["registry", "import-omop", str(omop), "--out", str(out), "--format", fmt])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["registry", "export-meds", str(hf_registry), "--out", str(tmp_path / "meds")])
+    assert r.exit_code == 0, r.output
+    for fmt, out in (("duckdb", tmp_path / "m.duckdb"), ("parquet", tmp_path / "m_lake")):
+        r = runner.invoke(
+            app, ["registry", "import-meds", str(tmp_path / "meds"), "--out", str(out), "--format", fmt]
+        )
+        assert r.exit_code == 0, r.output
+    with Registry(tmp_path / "o.duckdb") as a, Registry(tmp_path / "o_lake") as b:
+        assert a.digest() == b.digest() and a.count("events") == b.count("events") > 0
+        assert b.count("import_summary") == a.count("import_summary") > 0  # the row accounting comes along
+    with Registry(tmp_path / "m.duckdb") as a, Registry(tmp_path / "m_lake") as b:
+        assert a.digest() == b.digest() and b.count("events") > 1000
