@@ -143,3 +143,22 @@ def test_engine_options_are_checked() -> None:
     with pytest.raises(StudySpecError, match=r"--distributed-rows must be >= 0"):
         EngineSpec("spark", distributed_rows=-1)
     assert EngineSpec("spark").registry_format == "parquet" and EngineSpec().registry_format == "duckdb"
+
+
+def test_shipped_and_synthetic_registries_are_built_as_lakes_for_spark(data_dir: Path) -> None:
+    from toolkit.registry.lake import read_manifest
+    from toolkit.study.runner import resolve_registry
+    from toolkit.study.spec import RegistrySource, SyntheticRegistry
+
+    spec = plan_study(REPO / "studies/gbsg2_recurrence").spec
+    path, label = resolve_registry(spec, REPO, format="parquet")
+    assert path.name == "gbsg2-lake" and label == "dataset:gbsg2"
+    assert read_manifest(path).tables["person"].rows == 686  # GBSG2's patients
+    tiny = RegistrySource(
+        synthetic=SyntheticRegistry(patients=60, sites=2, seed=1, notes=False, images=False)
+    )
+    path, _ = resolve_registry(spec.model_copy(update={"registry": tiny}), REPO, format="parquet")
+    assert path.name.endswith("-lake") and read_manifest(path).tables["person"].rows == 60
+    duck, _ = resolve_registry(spec.model_copy(update={"registry": tiny}), REPO)
+    with Registry(duck) as a, Registry(path) as b:
+        assert a.digest() == b.digest()  # the same registry, in the other format
