@@ -67,7 +67,9 @@ def test_spark_backend_reads_the_lake_in_place_and_leaves_the_callers_session_al
 
     before = set(spark.catalog.listTables())
     files = sorted(p for p in hf_lake.rglob("*") if p.is_file())
-    with SparkBackend(spark, hf_lake) as backend:
+    # as a URI, the way an hdfs:// or s3a:// lake is named: the manifest is read through Spark too
+    with SparkBackend(spark, hf_lake.as_uri()) as backend:
+        assert backend.path == hf_lake  # a file:// lake still has a local folder for image files
         assert {"person", "observation_period", "events", "notes", "images"} <= {
             t.name for t in backend.spark.catalog.listTables()
         }

@@ -67,7 +67,16 @@ def test_template_results_on_spark_equal_duckdb(
         warnings.simplefilter("ignore")  # the study's own SpecWarnings are not what this test checks
         duck = run_study(study, out=tmp_path / "duck", registry=hf_registry, use_cache=False)
         if template == "survival":  # one template through the command line: the options reach the engine
-            cli = ["study", "run", str(study), "--out", str(tmp_path / "spark"), "--registry", str(hf_lake)]
+            # the lake named by URI, as an hdfs:// or s3a:// one would be: the text reaches Spark intact
+            cli = [
+                "study",
+                "run",
+                str(study),
+                "--out",
+                str(tmp_path / "spark"),
+                "--registry",
+                hf_lake.as_uri(),
+            ]
             result = CliRunner().invoke(
                 app, [*cli, "--engine", "spark", "--master", "local[2]", "--no-track"]
             )

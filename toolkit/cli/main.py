@@ -254,7 +254,9 @@ def cohort_schema() -> None:
 @cohort_app.command("run")
 def cohort_run(
     spec: Path,
-    registry: Annotated[Path, typer.Option(help="Registry: a DuckDB file or a Parquet folder")],
+    registry: Annotated[
+        str, typer.Option(help="Registry: a DuckDB file or a Parquet folder (spark: also hdfs://, s3a://)")
+    ],
     out_dir: Annotated[Path, typer.Option("--out")],
     backend: Annotated[str, typer.Option(help="duckdb or spark (spark reads a Parquet folder)")] = "duckdb",
     master: Annotated[str, typer.Option(help="Spark master: local[N] or spark://HOST:PORT")] = "local[2]",
@@ -268,7 +270,7 @@ def cohort_run(
 
         result = run_cohort_spark(spec, registry, spark=local_spark(master=master))
     else:
-        with Registry(registry) as reg:
+        with Registry(Path(registry)) as reg:
             result = run_cohort(spec, reg)
     result.write(out_dir)
     out.print(result.attrition.table.to_string(index=False))
@@ -306,7 +308,10 @@ def study_run(
     study: Path,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder")],
     registry: Annotated[
-        Path | None, typer.Option(help="Use this registry (file or Parquet folder) instead of the study's")
+        str | None,  # text, not a Path: a lake URI (hdfs://, s3a://) keeps its '//'
+        typer.Option(
+            help="Use this registry (file, Parquet folder, or lake URI for spark) instead of the study's"
+        ),
     ] = None,
     engine: Annotated[
         str, typer.Option(help="duckdb (in process) or spark (the registry as a Parquet folder)")

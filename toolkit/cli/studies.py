@@ -16,7 +16,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def run_with_progress(
-    study: Path, *, out_dir: Path, registry: Path | None, tracker: Any, resume: bool, engine: Any = None
+    study: Path, *, out_dir: Path, registry: Path | str | None, tracker: Any, resume: bool, engine: Any = None
 ) -> Any:
     """Run a study showing its steps (toolkit.cli.progress); Ctrl-C or SIGTERM stops it with the
     MLflow run marked KILLED, a line saying where it stopped and how to resume, and exit 130."""
@@ -43,7 +43,7 @@ def run_with_progress(
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
-def _resume_command(study: Path, out_dir: Path, registry: Path | None) -> str:
+def _resume_command(study: Path, out_dir: Path, registry: Path | str | None) -> str:
     """The command that resumes this run: the one that was typed, when it was ``study run``."""
     import shlex
 

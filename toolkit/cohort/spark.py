@@ -131,8 +131,9 @@ def local_spark(
 
 
 def read_manifest_any(spark: SparkSession, lake: str) -> Manifest:
-    """A lake's manifest: from local disk, or through Spark for an HDFS/S3 URI."""
-    local = Path(lake.removeprefix("file://")) if "://" not in lake or lake.startswith("file://") else None
+    """A lake's manifest: from local disk for a path, through Spark for a URI (``hdfs://``,
+    ``s3a://``, ``file://``), so it is read wherever the tables are."""
+    local = None if "://" in lake else Path(lake)
     source = f"{lake.rstrip('/')}/{MANIFEST}"
     if local is not None:
         if local.is_file():
@@ -178,7 +179,12 @@ class SparkBackend:
         self.spark = spark.newSession()
         self.spark.conf.set("spark.sql.session.timeZone", "UTC")
         self.lake = str(lake)
-        self.path = Path(self.lake) if "://" not in self.lake else None
+        # a local folder (image files are read from it on the driver); None for a remote URI
+        self.path = (
+            Path(self.lake.removeprefix("file://"))
+            if "://" not in self.lake or self.lake.startswith("file://")
+            else None
+        )
         self.manifest = read_manifest_any(spark, self.lake)
         self.max_rows = max_rows
         self._views: list[str] = []

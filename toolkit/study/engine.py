@@ -57,9 +57,14 @@ class EngineSpec:
 
 
 @contextmanager
-def open_backend(engine: EngineSpec, path: Path) -> Iterator[Backend]:
-    """The registry at ``path`` opened on ``engine`` (a DuckDB file or lake; a lake for Spark)."""
+def open_backend(engine: EngineSpec, path: Path | str) -> Iterator[Backend]:
+    """The registry at ``path`` opened on ``engine`` (a DuckDB file or lake; a lake for Spark,
+    which may also be a URI such as ``hdfs://...`` or ``s3a://...``)."""
     if engine.name == "duckdb":
+        if "://" in str(path):
+            raise StudySpecError(
+                f"{path}: DuckDB reads local registries; a lake at a URI needs --engine spark"
+            )
         with Registry(path) as reg:
             yield DuckDBBackend(reg)
         return

@@ -222,9 +222,7 @@ def run_study(
     tell = StepTracker(progress)
     try:
         tell("registry")  # a shipped or synthetic registry is built on first use
-        reg_path, label = resolve_registry(
-            plan.spec, plan.base, Path(registry) if registry else None, format=engine.registry_format
-        )
+        reg_path, label = _locate(plan, registry, engine)
         with open_backend(engine, reg_path) as backend:
             compiled = compile_study(plan, backend)  # every check, before OUT or the tracker is touched
             run = _start(plan, Path(out), tracker, use_cache, tell, fail_after)
@@ -244,6 +242,15 @@ def run_study(
         if run is not None:
             _fail(run, exc, tell.step)
         raise
+
+
+def _locate(plan: StudyPlan, registry: Path | str | None, engine: EngineSpec) -> tuple[Path | str, str]:
+    """The registry to open and its label: a lake URI (``hdfs://``, ``s3a://``) stays text for
+    the Spark engine; anything else is a path, or the study's own registry (built if needed)."""
+    if registry is not None and "://" in str(registry):
+        return str(registry), str(registry)
+    override = Path(registry) if registry else None
+    return resolve_registry(plan.spec, plan.base, override, format=engine.registry_format)
 
 
 def _start(
