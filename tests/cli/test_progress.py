@@ -111,6 +111,7 @@ def _env(data_dir: Path) -> dict[str, str]:
         "REGENT_DATA": str(data_dir),
         "PYTHONWARNINGS": "ignore",
         "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(REPO),  # the checkout under test, whatever .venv was installed from
     }
 
 

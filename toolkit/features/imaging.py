@@ -28,6 +28,7 @@ is 4 x sqrt(largest eigenvalue of the fraction-weighted coordinate covariance). 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -276,17 +277,26 @@ def texture_features(pixels: np.ndarray) -> dict[str, float]:
 
 
 def measure_images(
-    images: pd.DataFrame, base: Path, *, measurements: list[str] | None = None, texture: bool = False
+    images: pd.DataFrame,
+    base: Path,
+    *,
+    measurements: list[str] | None = None,
+    texture: bool = False,
+    progress: Callable[[str], object] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every image row (image_id, person_id, time, modality, uri relative to ``base``).
 
     Returns ``(values, quality)``: values in long form (image_id, person_id, time, measure, value);
-    quality with one row per problem (modality 'images', item_id, issue, detail).
+    quality with one row per problem (modality 'images', item_id, issue, detail).  ``progress``
+    hears ``images <done>/<total>`` about a hundred times.
     """
     wanted = set(measurements or MEASUREMENTS)
     values: list[tuple[Any, Any, Any, str, float]] = []
     quality: list[tuple[str, Any, str, str]] = []
-    for r in images.itertuples(index=False):
+    total, every = len(images), max(1, len(images) // 100)
+    for i, r in enumerate(images.itertuples(index=False)):
+        if progress is not None and (i % every == 0 or i == total - 1):
+            progress(f"images {i + 1}/{total}")
         image_id, pid, when = r.image_id, getattr(r, S.PERSON_ID), getattr(r, S.TIME)
         if r.uri is None or (isinstance(r.uri, float) and np.isnan(r.uri)):
             quality.append(("images", image_id, "missing_file", "no uri"))

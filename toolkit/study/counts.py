@@ -41,6 +41,11 @@ class ModelCounts:
         return [self.fit, self.horizon, self.definition]
 
 
+def _of(m: ModelResult, key: str) -> str:
+    """A model's count; ``not recorded`` when its results predate the field (older runs)."""
+    return count(getattr(m, key)) if key in m.model_fields_set else "not recorded"
+
+
 def model_counts(m: ModelResult, outcome: str = "outcome") -> ModelCounts:
     """The sentences for model ``m`` (``outcome``: the cohort's outcome name, e.g. ``death``)."""
     h = days(m.horizon_days)
@@ -52,7 +57,7 @@ def model_counts(m: ModelResult, outcome: str = "outcome") -> ModelCounts:
         epp = "withheld" if m.events_per_parameter is None else f"{m.events_per_parameter:.1f}"
         fit += f": {epp} events per candidate parameter ({m.parameters} parameters)"
     horizon = (
-        f"Evaluated at {h} on {count(m.events_at_horizon)} {outcome} events by {h} among "
+        f"Evaluated at {h} on {_of(m, 'events_at_horizon')} {outcome} events by {h} among "
         f"{count(m.n_evaluable)} persons evaluable at {h}"
     )
     definition = (

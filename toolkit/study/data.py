@@ -109,6 +109,7 @@ def build_study_data(
             concept_sets={k: v for k, v in plan.cohort.concept_sets.items() if isinstance(v, list)},
             source=f"{plan.source}: features",
             base=plan.base,
+            progress=lambda part: say(f"features: {part}"),
         )
         hit = (fused.frame, fused.quality_counts().to_dict("records"))
         if cache:
