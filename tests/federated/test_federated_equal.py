@@ -148,9 +148,9 @@ def test_binned_equals_pooled_analysis_on_the_shared_bins(
     binned_run, fed_study: Path, pooled_registry: Path, name: str
 ) -> None:  # type: ignore[no-untyped-def]
     from toolkit.federated.site import study_data
-    from toolkit.study.runner import _clean
+    from toolkit.study.kinds import run_analysis
+    from toolkit.study.publish import clean as _clean
     from toolkit.study.spec import load_study
-    from toolkit.study.steps import run_analysis
 
     spec, _ = load_study(fed_study)
     frame = study_data(spec.model_dump(mode="json"), pooled_registry).frame
