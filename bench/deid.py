@@ -28,10 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from toolkit.privacy.deid.corpus import read_gold, read_notes  # noqa: E402
-from toolkit.privacy.deid.engine import NoteDeidentifier  # noqa: E402
-from toolkit.privacy.deid.evaluate import find_by_person, score  # noqa: E402
-from toolkit.privacy.deid.spans import Span  # noqa: E402
+from toolkit.registry.deid.corpus import read_gold, read_notes  # noqa: E402
+from toolkit.registry.deid.engine import NoteDeidentifier  # noqa: E402
+from toolkit.registry.deid.evaluate import find_by_person, score  # noqa: E402
+from toolkit.registry.deid.spans import Span  # noqa: E402
 
 PRESIDIO_VENV = REPO / ".venv" / "bench-presidio"
 PRESIDIO_RUNNER = r'''
@@ -158,7 +158,7 @@ def _compare_recipe() -> None:
         return
     from pydicom.datadict import keyword_for_tag
 
-    from toolkit.privacy.deid.dicom import profile_table
+    from toolkit.registry.deid.dicom import profile_table
 
     table = profile_table()
     keywords = {t: keyword_for_tag(t) for t in table}

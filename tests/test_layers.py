@@ -11,7 +11,7 @@ TOOLKIT = Path(__file__).resolve().parents[1] / "toolkit"
 #: Lowest first.  A package may import its own layer and the layers below it, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "specs", "io", "disclosure"),  # leaves: every layer uses them
-    ("registry", "privacy"),  # privacy/deid is a registry transform (moving to registry/deid)
+    ("registry",),
     ("cohort",),
     ("features",),
     ("analysis",),

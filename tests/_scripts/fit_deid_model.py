@@ -6,8 +6,8 @@ DATA_DIR holds the development half of the PhysioNet ``deid`` corpus (``dev_note
 ``dev_phi.phrase``; default ``../shared/data/deid_physionet``).  The model is fitted on all of
 it, its thresholds chosen by cross-validation by person on the same notes (the procedure that
 ``regent notes evaluate-deid --cv 5`` scores), and written to
-``toolkit/privacy/deid/data/name_place_model.json``.  The file holds trees over the features
-of ``toolkit/privacy/deid/features.py``; no note text or word from the corpus.
+``toolkit/registry/deid/data/name_place_model.json``.  The file holds trees over the features
+of ``toolkit/registry/deid/features.py``; no note text or word from the corpus.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from toolkit.privacy.deid.corpus import read_gold, read_notes  # noqa: E402
-from toolkit.privacy.deid.evaluate import fit_with_inner_cv, prepare_notes  # noqa: E402
-from toolkit.privacy.deid.model import MODEL_PATH, save_model  # noqa: E402
+from toolkit.registry.deid.corpus import read_gold, read_notes  # noqa: E402
+from toolkit.registry.deid.evaluate import fit_with_inner_cv, prepare_notes  # noqa: E402
+from toolkit.registry.deid.model import MODEL_PATH, save_model  # noqa: E402
 
 
 def main() -> None:

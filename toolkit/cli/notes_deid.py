@@ -39,10 +39,10 @@ def deidentify_command(
 ) -> None:
     """Remove names, dates, places, phone numbers and other identifiers from a file of notes."""
     from toolkit.errors import DeidentificationError
-    from toolkit.privacy.deid.corpus import read_jsonl_notes
-    from toolkit.privacy.deid.engine import NoteDeidentifier, SiteTerms
-    from toolkit.privacy.deid.keys import load_or_create_key
-    from toolkit.privacy.deid.notes import MODES, deidentify_notes, write_outputs
+    from toolkit.registry.deid.corpus import read_jsonl_notes
+    from toolkit.registry.deid.engine import NoteDeidentifier, SiteTerms
+    from toolkit.registry.deid.keys import load_or_create_key
+    from toolkit.registry.deid.notes import MODES, deidentify_notes, write_outputs
 
     if mode not in MODES:
         raise DeidentificationError(f"--mode: expected one of {', '.join(MODES)}; got {mode!r}")
@@ -95,10 +95,10 @@ def evaluate_deid_command(
     from collections import defaultdict
 
     from toolkit.errors import DeidentificationError
-    from toolkit.privacy.deid.corpus import check_gold, read_gold, read_jsonl_gold, read_notes
-    from toolkit.privacy.deid.engine import NoteDeidentifier, SiteTerms
-    from toolkit.privacy.deid.evaluate import cross_validate, find_by_person, score
-    from toolkit.privacy.deid.spans import Span
+    from toolkit.registry.deid.corpus import check_gold, read_gold, read_jsonl_gold, read_notes
+    from toolkit.registry.deid.engine import NoteDeidentifier, SiteTerms
+    from toolkit.registry.deid.evaluate import cross_validate, find_by_person, score
+    from toolkit.registry.deid.spans import Span
 
     rows = read_notes(notes)
     gold_spans = read_gold(gold)
@@ -136,8 +136,8 @@ def mine_site_terms_command(
     """Learn a site's own names and places (its hospital, wards, staff seen by many patients) from
     annotated notes, for ``--site-terms``.  The file holds identifiers: keep it at the site."""
     from toolkit.io import atomic_write_text
-    from toolkit.privacy.deid.corpus import check_gold, read_gold, read_notes
-    from toolkit.privacy.deid.evaluate import mine_site_terms
+    from toolkit.registry.deid.corpus import check_gold, read_gold, read_notes
+    from toolkit.registry.deid.evaluate import mine_site_terms
 
     rows = read_notes(notes)
     gold_spans = read_gold(gold)

@@ -187,7 +187,7 @@ def registry_deidentify(
 ) -> None:
     """De-identify a registry: pseudonyms, shifted dates, top-coded ages, coarse geography, scrubbed notes
     and DICOM headers, and a k-anonymity / l-diversity report."""
-    from toolkit.privacy.deid import DeidConfig, deidentify_registry
+    from toolkit.registry.deid import DeidConfig, deidentify_registry
 
     cfg = DeidConfig.load(config) if config else DeidConfig()
     report = deidentify_registry(source, target, key_file=key_file, config=cfg, link_table=link_table)

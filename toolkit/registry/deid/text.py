@@ -2,7 +2,7 @@
 recognizers plus the name/place classifier, offline) with typed tags, dates replaced by the
 person's shifted date when a shift is given.
 
-For many notes of the same persons use :func:`toolkit.privacy.deid.notes.deidentify_notes`,
+For many notes of the same persons use :func:`toolkit.registry.deid.notes.deidentify_notes`,
 which reads each person's notes together and offers consistent surrogates.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
-from toolkit.privacy.deid.engine import NoteDeidentifier
-from toolkit.privacy.deid.replace import apply, shift_date_text
-from toolkit.privacy.deid.spans import Span
+from toolkit.registry.deid.engine import NoteDeidentifier
+from toolkit.registry.deid.replace import apply, shift_date_text
+from toolkit.registry.deid.spans import Span
 
 __all__ = ["Span", "find_identifiers", "scrub_text"]
 

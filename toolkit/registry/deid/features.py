@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toolkit.privacy.deid.lexicon import Lexicon
+from toolkit.registry.deid.lexicon import Lexicon
 
 _LETTERS = "A-Za-zÀ-ÖØ-öø-ÿ"
 #: a word (apostrophes joined: O'Rourke), a number, or one other character; hyphenated words

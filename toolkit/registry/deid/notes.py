@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import DeidentificationError
-from toolkit.privacy.deid.corpus import Note
-from toolkit.privacy.deid.engine import NoteDeidentifier
-from toolkit.privacy.deid.keys import date_shift_days
-from toolkit.privacy.deid.replace import Surrogates, apply, mask, shift_date_text
-from toolkit.privacy.deid.spans import Span
+from toolkit.registry.deid.corpus import Note
+from toolkit.registry.deid.engine import NoteDeidentifier
+from toolkit.registry.deid.keys import date_shift_days
+from toolkit.registry.deid.replace import Surrogates, apply, mask, shift_date_text
+from toolkit.registry.deid.spans import Span
 
 MODES = ("surrogate", "mask")
 

@@ -14,8 +14,8 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_files  # noqa: E402
 
-from toolkit.privacy.deid.dicom import action_for, applied, deidentify_dataset, profile_table  # noqa: E402
-from toolkit.privacy.deid.keys import uid  # noqa: E402
+from toolkit.registry.deid.dicom import action_for, applied, deidentify_dataset, profile_table  # noqa: E402
+from toolkit.registry.deid.keys import uid  # noqa: E402
 
 KEY = b"\x01" * 32
 

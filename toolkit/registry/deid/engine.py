@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.privacy.deid.features import CREDENTIALS, RELATIVES, TITLES, Token, tokenize, word_features
-from toolkit.privacy.deid.lexicon import Lexicon, load_lexicon
-from toolkit.privacy.deid.model import LABELS, TokenModel, load_model
-from toolkit.privacy.deid.patterns import find_pattern_spans
-from toolkit.privacy.deid.spans import Span, merge_spans
+from toolkit.registry.deid.features import CREDENTIALS, RELATIVES, TITLES, Token, tokenize, word_features
+from toolkit.registry.deid.lexicon import Lexicon, load_lexicon
+from toolkit.registry.deid.model import LABELS, TokenModel, load_model
+from toolkit.registry.deid.patterns import find_pattern_spans
+from toolkit.registry.deid.spans import Span, merge_spans
 
 #: words that are never names or places whatever their context: English function words,
 #: clinical abbreviations, units, devices and scales (``data/keep_words.json``), and the cue

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import DeidentificationError
-from toolkit.privacy.deid.keys import uid
+from toolkit.registry.deid.keys import uid
 
 PROFILE_EDITION = "dicomfields_2026c"
 DUMMY_TEXT = "ANONYMIZED"

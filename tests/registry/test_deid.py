@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from toolkit.errors import DeidentificationError
-from toolkit.privacy.deid import DeidConfig, deidentify_registry, find_identifiers, scrub_text
-from toolkit.privacy.deid.keys import date_shift_days, load_or_create_key, pseudonym
+from toolkit.registry.deid import DeidConfig, deidentify_registry, find_identifiers, scrub_text
+from toolkit.registry.deid.keys import date_shift_days, load_or_create_key, pseudonym
 from toolkit.registry.store import Attribute, Registry, RegistryData, write_registry
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import DeidentificationError
-from toolkit.privacy.deid.features import FEATURES
+from toolkit.registry.deid.features import FEATURES
 
 LABELS = ("O", "NAME", "LOCATION")
 MODEL_PATH = Path(__file__).parent / "data" / "name_place_model.json"

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from toolkit.privacy.deid.corpus import GoldSpan, Note
-from toolkit.privacy.deid.engine import NoteDeidentifier, SiteTerms
-from toolkit.privacy.deid.features import Token, tokenize, word_features
-from toolkit.privacy.deid.lexicon import Lexicon, load_lexicon
-from toolkit.privacy.deid.model import LABELS, Thresholds, TokenModel, fit_model
-from toolkit.privacy.deid.spans import Span
+from toolkit.registry.deid.corpus import GoldSpan, Note
+from toolkit.registry.deid.engine import NoteDeidentifier, SiteTerms
+from toolkit.registry.deid.features import Token, tokenize, word_features
+from toolkit.registry.deid.lexicon import Lexicon, load_lexicon
+from toolkit.registry.deid.model import LABELS, Thresholds, TokenModel, fit_model
+from toolkit.registry.deid.spans import Span
 
 #: PhysioNet categories -> the label the classifier learns (others come from patterns)
 CLASSIFIER_LABEL = {

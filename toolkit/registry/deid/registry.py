@@ -30,12 +30,12 @@ from pydantic import Field
 
 from toolkit.errors import DeidentificationError
 from toolkit.io import atomic_write_json
-from toolkit.privacy.deid.corpus import Note
-from toolkit.privacy.deid.dicom import deidentify_dicom
-from toolkit.privacy.deid.engine import NoteDeidentifier
-from toolkit.privacy.deid.keys import date_shift_days, load_or_create_key, pseudonym, text_pseudonym
-from toolkit.privacy.deid.notes import deidentify_notes
 from toolkit.registry import schema as S
+from toolkit.registry.deid.corpus import Note
+from toolkit.registry.deid.dicom import deidentify_dicom
+from toolkit.registry.deid.engine import NoteDeidentifier
+from toolkit.registry.deid.keys import date_shift_days, load_or_create_key, pseudonym, text_pseudonym
+from toolkit.registry.deid.notes import deidentify_notes
 from toolkit.registry.store import Attribute, Registry, RegistryData, write_registry
 from toolkit.specs import Frozen, parse_model, read_yaml
 
@@ -237,7 +237,7 @@ def deidentify_registry(
             engine=NoteDeidentifier(names=names),
             shift_of=lambda person: shift_of[int(person)],
         )
-        for c in cleaned:  # each person's notes are read together (see toolkit.privacy.deid.engine)
+        for c in cleaned:  # each person's notes are read together (see toolkit.registry.deid.engine)
             found.update(sp.kind for sp in c.spans)
             texts[int(c.note_id)] = c.text
         new_notes = remap(notes.assign(text=texts), (S.TIME,))

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from toolkit.privacy.deid.lexicon import load_lexicon
-from toolkit.privacy.deid.spans import Span
+from toolkit.registry.deid.lexicon import load_lexicon
+from toolkit.registry.deid.spans import Span
 
 MASKS = {"LOCATION": "[LOCATION]", "INSTITUTION": "[LOCATION]", "MRN": "[ID]"}
 _MONTHS = [m.lower() for m in calendar.month_name]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from toolkit.privacy.deid.spans import Span
+from toolkit.registry.deid.spans import Span
 
 _MONTH_FULL = r"january|february|march|april|june|july|august|september|october|november|december"
 _MONTH_ABBR = r"jan|feb|mar|apr|may|jun|jul|aug|sept?|oct|nov|dec"

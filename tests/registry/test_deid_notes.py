@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.privacy.deid.corpus import GoldSpan, Note, read_gold, read_notes
-from toolkit.privacy.deid.engine import NoteDeidentifier, SiteTerms
-from toolkit.privacy.deid.evaluate import score
-from toolkit.privacy.deid.notes import deidentify_notes
-from toolkit.privacy.deid.replace import shift_date_text
-from toolkit.privacy.deid.spans import Span
+from toolkit.registry.deid.corpus import GoldSpan, Note, read_gold, read_notes
+from toolkit.registry.deid.engine import NoteDeidentifier, SiteTerms
+from toolkit.registry.deid.evaluate import score
+from toolkit.registry.deid.notes import deidentify_notes
+from toolkit.registry.deid.replace import shift_date_text
+from toolkit.registry.deid.spans import Span
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "deid_physionet"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "deid_physionet"
@@ -203,7 +203,7 @@ def test_shipped_model_on_real_development_notes() -> None:
     was fitted on them, so this is not the held-out figure: see docs/privacy.md)."""
     if not (SHARED / "dev_notes.text").is_file():
         pytest.skip("the PhysioNet development half is not in ../shared/data/deid_physionet")
-    from toolkit.privacy.deid.evaluate import find_by_person
+    from toolkit.registry.deid.evaluate import find_by_person
 
     notes = read_notes(SHARED / "dev_notes.text")
     persons = sorted({n.person_id for n in notes if n.person_id}, key=int)[:15]

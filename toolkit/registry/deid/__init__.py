@@ -2,10 +2,10 @@
 DICOM scrubbing, and a k-anonymity / l-diversity report (``regent registry deidentify``);
 free-text notes with surrogates or masks (``regent notes deidentify``, docs/privacy.md)."""
 
-from toolkit.privacy.deid.engine import NoteDeidentifier, SiteTerms
-from toolkit.privacy.deid.notes import deidentify_notes
-from toolkit.privacy.deid.registry import DeidConfig, DeidReport, anonymity_report, deidentify_registry
-from toolkit.privacy.deid.text import find_identifiers, scrub_text
+from toolkit.registry.deid.engine import NoteDeidentifier, SiteTerms
+from toolkit.registry.deid.notes import deidentify_notes
+from toolkit.registry.deid.registry import DeidConfig, DeidReport, anonymity_report, deidentify_registry
+from toolkit.registry.deid.text import find_identifiers, scrub_text
 
 __all__ = [
     "DeidConfig",
