@@ -124,14 +124,15 @@ def table1(
     counts = _count_table(groups, variables, kinds)
     status = _protect_blocks(counts, frame, [g for g, _ in groups], variables, kinds, by, policy)
     shown = [(g, d) for g, d in groups if g != _BY_MISSING]
-    t1 = _Rows(policy, status, counts)
-    rows: list[dict[str, object]] = [t1.count_row("n", None, ("n",), shown)]
+    t1 = Table1Rows(policy, status, counts)
+    names = [g for g, _ in shown]
+    rows: list[dict[str, object]] = [t1.count_row("n", None, ("n",), names)]
     two = len(shown) == 3
     for v in variables:
         if kinds[v]:
             rows.append(t1.numeric_row(v, shown, two=two, tests=tests and by is not None))
         else:
-            rows += t1.categorical_rows(v, shown, two=two, tests=tests and by is not None)
+            rows += t1.categorical_rows(v, names, two=two, tests=tests and by is not None)
     note = policy.footnote(status.values()) if policy.enabled else None
     return Table1(tuple(rows), tuple(g for g, _ in shown), by, note)
 
@@ -208,8 +209,10 @@ def _protect_blocks(
 
 
 @dataclass
-class _Rows:
-    """Renders the rows of Table 1 from the counts and their statuses."""
+class Table1Rows:
+    """Renders the rows of Table 1 from the counts and their statuses (keys ``("n", group)`` and
+    ``(variable, level, group)``, ``(missing)`` for missing values; groups ``Overall`` then
+    ``by=level``).  A federated run renders its pooled counts with it."""
 
     policy: DisclosurePolicy
     status: Mapping[Hashable, str]
@@ -240,9 +243,9 @@ class _Rows:
         label: str,
         variable: str | None,
         key: tuple[object, ...],
-        groups: list[tuple[str, pd.DataFrame]],
+        groups: list[str],
     ) -> dict[str, object]:
-        keys = {g: (*key, g) for g, _ in groups}
+        keys = {g: (*key, g) for g in groups}
         row: dict[str, object] = {
             "label": label,
             "variable": variable,
@@ -253,6 +256,16 @@ class _Rows:
         if self.marks(keys):
             row["suppressed"] = self.marks(keys)
         return row
+
+    def missing_marks(self, row: Mapping[str, object], v: str, groups: list[str]) -> dict[str, object]:
+        """A numeric row with its missing counts (and their markers) as these statuses have them
+        (a federated run summarises its pooled values with a table of its own)."""
+        keys = {g: (v, _MISSING, g) for g in groups}
+        out = {k: val for k, val in row.items() if k != "suppressed"}
+        out["missing"] = {g: self.value(k) for g, k in keys.items()}
+        if self.marks(keys):
+            out["suppressed"] = self.marks(keys)
+        return out
 
     def numeric_row(
         self, v: str, groups: list[tuple[str, pd.DataFrame]], *, two: bool, tests: bool
@@ -290,15 +303,18 @@ class _Rows:
         return row
 
     def categorical_rows(
-        self, v: str, groups: list[tuple[str, pd.DataFrame]], *, two: bool, tests: bool
+        self, v: str, names: list[str], *, two: bool, tests: bool
     ) -> list[dict[str, object]]:
-        levels = _levels(groups[0][1][v])
-        names = [g for g, _ in groups]
+        c = self.counts.values
+        levels = sorted(
+            {str(k[1]) for k in c if isinstance(k, tuple) and len(k) == 3 and k[0] == v and k[2] == names[0]}
+            - {_MISSING}
+        )
         # a percentage reveals its denominator (n - missing): shown only when that is public
         public = {
             g: self.value(("n", g)) is not None and self.value((v, _MISSING, g)) is not None for g in names
         }
-        denom = {g: int(d[v].notna().sum()) for g, d in groups}
+        denom = {g: c[("n", g)] - c[(v, _MISSING, g)] for g in names}
         withheld_any = any(
             self.status.get((v, lv, g), "published") != "published"
             for lv in (*levels, _MISSING)
@@ -307,21 +323,27 @@ class _Rows:
         rows: list[dict[str, object]] = []
         for level in levels:
             keys = {g: (v, level, g) for g in names}
-            row = self.count_row(f"{v} = {level}, n (%)", v, (v, level), groups)
+            row = self.count_row(f"{v} = {level}, n (%)", v, (v, level), names)
             row["level"] = level
             row["cells"] = {g: self.text(k, denom[g], public[g]) for g, k in keys.items()}
-            if two and denom[names[1]] and denom[names[2]] and not row.get("suppressed"):
-                c = self.counts.values
-                row["smd"] = _smd_binary(
-                    c[keys[names[1]]] / denom[names[1]], c[keys[names[2]]] / denom[names[2]]
-                )
+            g1, g2 = (names[1], names[2]) if two else (None, None)
+            if (
+                g1
+                and g2
+                and public[g1]
+                and public[g2]
+                and denom[g1]
+                and denom[g2]
+                and not row.get("suppressed")
+            ):
+                row["smd"] = _smd_binary(c[keys[g1]] / denom[g1], c[keys[g2]] / denom[g2])
             rows.append(dict(sorted(row.items(), key=lambda kv: _ORDER.index(kv[0]))))
         if tests and rows and not withheld_any:
-            table = [[self.counts.values[(v, lv, g)] for g in names[1:]] for lv in levels]
+            table = [[c[(v, lv, g)] for g in names[1:]] for lv in levels]
             rows[0].update(_chi2_test(np.array(table)))
         elif tests and rows:
             rows[0].update({"test": "chi-squared", "p": None})
-        rows.append(self.count_row(f"{v}, missing", v, (v, _MISSING), groups))
+        rows.append(self.count_row(f"{v}, missing", v, (v, _MISSING), names))
         return rows
 
 

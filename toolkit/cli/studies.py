@@ -65,7 +65,9 @@ def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:
         out.print("nothing changed: every step re-used from the cache")
     r = run.results
     k = r.disclosure.min_cell
-    out.print(f"cohort: {_count(r.cohort.n, k)} persons, {_count(r.cohort.events, k)} events", markup=False)
+    marks = (r.cohort.attrition[-1].suppressed or {}) if r.cohort.attrition else {}
+    events = _count(r.cohort.events, k, marks.get("events"))  # the last step's events are the cohort's
+    out.print(f"cohort: {_count(r.cohort.n, k)} persons, {events} events", markup=False)
     for name, m in r.models.items():
         mt = m.metrics
         out.print(
@@ -77,9 +79,14 @@ def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:
         out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
 
 
-def _count(value: int | None, k: int) -> str:
-    """A released count; a withheld one (null in results.json) reads ``<k``."""
-    return f"<{k}" if value is None else str(value)
+def _count(value: int | None, k: int, status: str | None = None) -> str:
+    """A released count; a withheld one (null in results.json) reads ``<k``, or ``withheld`` when
+    it was withheld so that a small count cannot be worked out (``status`` complementary)."""
+    if value is None:
+        from toolkit.disclosure import DisclosurePolicy
+
+        return DisclosurePolicy(min_cell=k).marker(status or "small")
+    return str(value)
 
 
 def _f(value: float | None) -> str:

@@ -161,10 +161,12 @@ def derive_results(data: Any, *, min_cell: int) -> Iterator[Derived]:
         return
     sys = _System()
     cohort = data["cohort"]
+    steps = cohort.get("attrition") or []
+    last = steps[-1] if steps and isinstance(steps[-1], dict) else {}
     sys.cell(("n",), cohort.get("n"), "cohort.n")
-    sys.cell(("e", 1), cohort.get("events"), "cohort.events")
+    sys.cell(("e", 1), cohort.get("events"), "cohort.events", label=_label(last.get("suppressed"), "events"))
     sys.relate(("n",), [("e", 1), sys.cell(("ne",), None, "persons without the event", shown=False)])
-    _attrition(sys, cohort.get("attrition") or [], "cohort.attrition", link=True)
+    _attrition(sys, steps, "cohort.attrition", link=True)
     for name, entry in (data.get("analyses") or {}).items():
         if not isinstance(entry, dict):
             continue
@@ -179,6 +181,8 @@ def derive_results(data: Any, *, min_cell: int) -> Iterator[Derived]:
     for name, model in (data.get("models") or {}).items():
         if isinstance(model, dict) and isinstance(model.get("subgroups"), dict):
             _subgroups_json(sys, model, f"models.{name}")
+        if isinstance(model, dict) and isinstance(model.get("folds"), list):
+            _folds_json(sys, model, f"models.{name}")
     yield from sys.findings(min_cell=min_cell)
 
 
@@ -198,8 +202,10 @@ def _attrition(sys: _System, rows: list[Any], where: str, *, link: bool = False)
         if (where, i - 1, "events") in sys.cells and (where, i, "events") in sys.cells:
             gone = sys.cell((where, i, "events removed"), None, f"{where}[{i}] events removed", shown=False)
             sys.relate((where, i - 1, "events"), [(where, i, "events"), gone])
-    if rows and link:
+    if rows and link:  # the last step is the cohort: its persons and its events
         sys.relate(("n",), [(where, len(rows) - 1, "n")])
+        if (where, len(rows) - 1, "events") in sys.cells:
+            sys.relate(("e", 1), [(where, len(rows) - 1, "events")])
 
 
 def _space(sys: _System, where: str, pairs: Sequence[tuple[Key, Any]]) -> Callable[[Key], Key]:
@@ -448,6 +454,19 @@ def _subgroups_json(sys: _System, model: dict[str, Any], where: str) -> None:
         _partition_relations(sys, K, var, [lv for lv in levels if lv != MISSING], set(), None)
         if MISSING not in levels:
             sys.cell(K(("m", var, MISSING)), 0, f"{where}.subgroups.{var}[(none)].n")
+
+
+def _folds_json(sys: _System, model: dict[str, Any], where: str) -> None:
+    """Cross-validation folds split the model's persons and events."""
+    for key in ("n", "events"):
+        total = sys.cell((where, key), model.get(key), f"{where}.{key}")
+        parts = [
+            sys.cell((where, "fold", i, key), f.get(key), f"{where}.folds[{i}].{key}")
+            for i, f in enumerate(model["folds"])
+            if isinstance(f, dict) and key in f
+        ]
+        if len(parts) == len(model["folds"]):
+            sys.relate(total, parts)
 
 
 def _survival_json(entry: dict[str, Any], where: str, *, min_cell: int) -> Iterator[Derived]:

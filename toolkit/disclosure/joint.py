@@ -42,11 +42,18 @@ PRESENT = "(present)"  # a numeric variable's count of values (never shown; its 
 
 @dataclass(frozen=True)
 class Crosstab:
-    """Table 1's counts of ``var`` (levels and missing; numeric: missing only) by ``by``."""
+    """Table 1's counts of ``var`` (levels and missing; numeric: missing only) by ``by``.
+
+    As a Table 1 shows them by default; a federated site's reply shows them differently:
+    ``margins=False`` (no Overall column), ``all_groups`` (persons with no ``by`` are a column of
+    their own) and ``values`` (a numeric variable's count of values per group, its histogram)."""
 
     var: str
     by: str | None = None
     numeric: bool = False
+    margins: bool = True
+    all_groups: bool = False
+    values: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,10 +88,20 @@ class RunCells:
     #: cells a table reveals without printing them: a subgroup table lists no ``(missing)`` row
     #: when nobody lacks a level, so that count is known to be 0
     revealed: set[Key] = field(default_factory=set)
+    unknown: set[Key] = field(default_factory=set)  # values the caller does not know (federated)
     _rels: set[tuple[Key, tuple[Key, ...]]] = field(default_factory=set)
 
-    def cell(self, key: Key, value: int, *, shown: bool) -> Key:
-        self.table.add(key, int(value))
+    def cell(self, key: Key, value: int | None, *, shown: bool) -> Key:
+        """Add (or meet again) a cell; ``value`` None: not known to the caller."""
+        if value is None:
+            if key not in self.table.values:
+                self.table.values[key] = 0
+                self.unknown.add(key)
+        elif key in self.unknown:
+            self.table.values[key] = int(value)
+            self.unknown.discard(key)
+        else:
+            self.table.add(key, int(value))
         if shown:
             self.shown[key] = self.shown.get(key, 0) + 1
         return key
@@ -134,28 +151,57 @@ def _margin(
 
 def _crosstab(cells: RunCells, frame: pd.DataFrame, t: Crosstab) -> None:
     if t.numeric:
-        present = frame[t.var].notna().to_numpy()
-        vtext = np.where(present, PRESENT, MISSING).astype(str)
+        vtext = np.where(frame[t.var].notna().to_numpy(), PRESENT, MISSING).astype(str)
         vlevels = [PRESENT, MISSING]
-        for lv in vlevels:
-            k = cells.cell(("m", t.var, lv), int((vtext == lv).sum()), shown=lv == MISSING)
-            if lv == PRESENT:
-                cells.mark(k)
-        cells.relate(("n",), [("m", t.var, lv) for lv in vlevels])
     else:
-        vtext, vlevels = _margin(cells, frame, t.var, shown=True)
-        # a Table 1 shows every level's row, missing included (Overall column)
-        cells.shown[("m", t.var, MISSING)] = cells.shown.get(("m", t.var, MISSING), 0) + 1
+        vtext, vlevels = _levels(frame[t.var])
+    if t.by is None:
+        btext, blevels = np.full(len(frame), ALL), [ALL]
+    else:
+        btext, blevels = _levels(frame[t.by])
+    counts = {(lv, b): int(((vtext == lv) & (btext == b)).sum()) for lv in vlevels for b in blevels}
+    add_crosstab(cells, t, counts, {b: int((btext == b).sum()) for b in blevels})
+
+
+ALL = "(all)"  # the one column of a Table 1 without groups
+
+
+def add_crosstab(
+    cells: RunCells,
+    t: Crosstab,
+    counts: Mapping[tuple[str, str], int | None],
+    sizes: Mapping[str, int | None],
+) -> None:
+    """A cross-tabulation's cells from its counts ``(level, group) -> n`` and group sizes (``None``:
+    not known, e.g. a pooled count a site withheld; group ``(all)`` when there is no ``by``), with
+    the relations between them and the cohort's size."""
+    vlevels = list(dict.fromkeys(lv for lv, _ in counts))
+    blevels = list(sizes)
+
+    cell = cells.cell
+
+    def total(parts: list[int | None]) -> int | None:
+        return None if any(p is None for p in parts) else int(sum(p for p in parts if p is not None))
+
+    margins = t.by is None or t.margins
+    for lv in vlevels:
+        shown = margins and (lv != PRESENT or t.values)
+        k = cell(("m", t.var, lv), total([counts[(lv, b)] for b in blevels]), shown=shown)
+        if lv == PRESENT and not t.values:
+            cells.mark(k)
+    cells.relate(("n",), [("m", t.var, lv) for lv in vlevels])
     if t.by is None:
         return
-    btext, blevels = _margin(cells, frame, t.by, shown=True)
+    for b in blevels:
+        cell(("m", t.by, b), sizes[b], shown=b != MISSING or t.all_groups)
+    cells.relate(("n",), [("m", t.by, b) for b in blevels])
     for b in blevels:
         row = []
         for lv in vlevels:
-            k = x_key((t.var, lv), (t.by, b))
-            value = int(((vtext == lv) & (btext == b)).sum())
-            row.append(cells.cell(k, value, shown=b != MISSING and lv != PRESENT))
-            if lv == PRESENT and b != MISSING:
+            shown = (b != MISSING or t.all_groups) and (lv != PRESENT or t.values)
+            k = cell(x_key((t.var, lv), (t.by, b)), counts[(lv, b)], shown=shown)
+            row.append(k)
+            if lv == PRESENT and b != MISSING and not t.values:
                 cells.mark(k)
         cells.relate(("m", t.by, b), row)
     for lv in vlevels:
@@ -237,11 +283,27 @@ def _names(key: Hashable) -> set[str]:
     return out
 
 
+def resolve_unknown(cells: RunCells) -> None:
+    """Fill in the unknown cells that the known ones determine (a pooled count whose every other
+    part is known): what the caller can work out, it knows."""
+    from toolkit.disclosure.audit import bounds
+
+    if not cells.unknown:
+        return
+    known = {k: float(v) for k, v in cells.table.values.items() if k not in cells.unknown}
+    for key, (lo, hi) in bounds(cells.table, cells.unknown, known=known).items():
+        if hi - lo < 0.5 and not np.isnan(lo):
+            cells.table.values[key] = round(lo)
+            cells.unknown.discard(key)
+
+
 def protect_run(cells: RunCells, *, min_cell: int) -> Decisions:
     """Primary and optimal complementary suppression of every cell of a run at once.
 
     The cohort's size is published (a cohort below k stops the run before); the cohort's events
-    are published unless 1..k-1.  Cells no table shows are unpublished: protected when 1..k-1,
+    are one more cell (withheld when their complement, the persons without an event, would give
+    a small count away; :meth:`DisclosurePolicy.cohort_events`).  Cells no table shows are
+    unpublished: protected when 1..k-1,
     never counted as a loss.
     """
     from toolkit.disclosure.suppress import suppress
@@ -249,25 +311,31 @@ def protect_run(cells: RunCells, *, min_cell: int) -> Decisions:
     values = cells.table.values
     unpublished = {k for k in values if k not in cells.shown}
     marked = {
-        k: "zero" if values[k] == 0 else "small" if values[k] < min_cell else "large" for k in cells.marked
+        k: "zero" if values[k] == 0 else "small" if values[k] < min_cell else "large"
+        for k in cells.marked
+        if k not in cells.unknown
     }
     fixed: dict[Key, Status] = {("n",): "published", **dict.fromkeys(cells.revealed, "published")}
-    ev = values.get(("e", 1))
-    if ev is not None and not 0 < ev < min_cell:
-        fixed[("e", 1)] = "published"
+    weights = {k: float(c) for k, c in cells.shown.items()}
+    if ("e", 1) in values:  # the cohort's events: also in the cohort summary, the attrition, the CLI
+        weights[("e", 1)] = weights.get(("e", 1), 0.0) + 4.0
     # a level a table lists has someone in it: the reader knows its size is at least 1
     listed: dict[Key, int] = {
         k: 1
         for k in cells.shown
-        if isinstance(k, tuple) and k[0] == "m" and k[2] != MISSING and values[k] >= 1
+        if isinstance(k, tuple)
+        and k[0] == "m"
+        and k[2] not in (MISSING, PRESENT, ALL)
+        and (values[k] >= 1 or k in cells.unknown)
     }
     status = suppress(
         cells.table,
         min_cell=min_cell,
-        unpublished=unpublished - cells.revealed,
+        unknown=cells.unknown,
+        unpublished=unpublished - cells.revealed - cells.unknown,
         fixed=fixed,
         marked=marked,
-        weights={k: float(c) for k, c in cells.shown.items()},
+        weights=weights,
         at_least=listed,
     )
     return Decisions(dict(values), status)

@@ -74,6 +74,33 @@ class DisclosurePolicy:
             return int(self.rounding * round(n / self.rounding))
         return n
 
+    def cohort_events(self, n: int, events: int | None) -> tuple[int | None, Status | None]:
+        """The cohort's outcome events as released, and why not when withheld: as the run decided
+        (they add up the events of every group the survival tables show, and with the persons
+        without an event they make up the cohort), else the count rule."""
+        if events is None or not self.enabled:
+            return events, None
+        st = self.decided.status.get(("e", 1)) if self.decided is not None else None
+        if st in ("small", "complementary"):
+            return None, st
+        shown = self.count(events)
+        return shown, (None if shown is not None else "small")
+
+    def split_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Rows that split a published total (cross-validation folds: their persons and events
+        add up to the model's): a count 1..k-1 in one row withholds that count in every row (the
+        others would give it away by subtraction); released counts are rounded as usual."""
+        out = [dict(r) for r in rows]
+        if not self.enabled:
+            return out
+        keys = {k for r in out for k, v in r.items() if k in COUNT_KEYS and isinstance(v, int | float)}
+        for k in keys:
+            gone = any(self.is_small(r.get(k)) for r in out)
+            for r in out:
+                if k in r and isinstance(r[k], int | float) and not isinstance(r[k], bool):
+                    r[k] = None if gone else self.count(r[k])
+        return out
+
     def describe(self) -> str:
         if not self.enabled:
             return "Disclosure control was turned OFF for this run: small counts may be shown."
@@ -147,6 +174,10 @@ class DisclosurePolicy:
                     cells.relate((i - 1, col), [(i, col), gone])
         last = (len(records) - 1, "n")
         fixed: dict[Key, Status] = {last: "published"} if last in cells.values else {}
+        events = (len(records) - 1, "events")  # the cohort's events, as the run released them
+        if events in cells.values and self.decided is not None:
+            _, why = self.cohort_events(int(cells.values[last]), cells.values[events])
+            fixed[events] = why or "published"
         status = self.protect_table(cells, unpublished=unpublished, fixed=fixed)
         return {k: v for k, v in status.items() if v not in ("published", "unpublished")}  # type: ignore[misc]
 

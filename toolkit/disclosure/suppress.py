@@ -140,6 +140,10 @@ class _Problem:
         # count of values is at least k where its summary is shown)
         self.floor = np.array([float(min_cell) if self.marked.get(c) == "large" else 0.0 for c in self.keys])
         self.fixed_shown = {i for i in range(n) if self.ub[i] == 0}
+        #: cells the markers and the cells that must be published give away whatever is withheld
+        #: (two parts of a published total, both <k, adding up to 2k-2): the pattern still meets
+        #: the margins-only rules for them, and the scanner reports them
+        self.unprotectable: set[Key] = set()
         self.needs = self._needs(small)
 
     def _needs(self, small: np.ndarray) -> list[_Need]:
@@ -461,7 +465,9 @@ def _labelled_ok(p: _Problem, hidden: np.ndarray, master: _Master) -> bool:
     watch = {
         c
         for c in hid
-        if not p.unknown[p.index[c]] and (not p.unpublished[p.index[c]] or 1 <= table.values[c] < p.k)
+        if not p.unknown[p.index[c]]
+        and (not p.unpublished[p.index[c]] or 1 <= table.values[c] < p.k)
+        and c not in p.unprotectable
     }
     found = labelled_exposures(
         table, hid, min_cell=p.k, labels=labels, watch=watch, big=p.big, at_least=p.at_least
@@ -469,14 +475,21 @@ def _labelled_ok(p: _Problem, hidden: np.ndarray, master: _Master) -> bool:
     if not found:
         return True
     comps = p.components(hidden)
+    cut = False
     for c in found:
-        _, rel_ids = comps[p.index[c]]
+        ci = int(p.index[c])
+        _, rel_ids = comps[ci]
         near = {j for r in rel_ids for j in (p.rels[r][0], *p.rels[r][1]) if not hidden[j]}
         near -= p.fixed_shown
-        if not near:
-            raise SuppressionError(f"cannot protect {c!r}: nothing left to withhold next to it")
-        master.add({j: 1.0 for j in near}, 1.0)
-    return False
+        if not near:  # the markers and the published totals alone give it away (see docs/privacy.md)
+            p.unprotectable.add(c)
+            continue
+        row = {j: 1.0 for j in near}
+        if p.lb[ci] == 0:  # a complement: only while it is withheld
+            row[ci] = -1.0
+        master.add(row, 1.0 if p.lb[ci] == 1 else 0.0)
+        cut = True
+    return not cut
 
 
 def _rank(key: Key) -> float:
