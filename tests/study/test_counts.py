@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from toolkit.study.dictionary import dictionary_of
 from toolkit.study.tripod import tripod_checklist
 from toolkit.tracking.mlflow_tracker import configure
 
@@ -69,6 +70,7 @@ def test_subgroup_cells_and_the_report_table_are_the_labels_per_level(gbsg2_run)
     run, _, root = gbsg2_run
     assert list(run.frame["person_id"]) == list(run.cohort.cohort["person_id"])  # row for row
     report = (root / "out" / "report.html").read_text(encoding="utf-8")
+    d = dictionary_of(run.spec)
     for var, cells in run.results.models["cox_5y"].subgroups.variables.items():  # type: ignore[union-attr]
         truth = _subgroup_truth(run, var)
         for cell in cells:
@@ -80,8 +82,9 @@ def test_subgroup_cells_and_the_report_table_are_the_labels_per_level(gbsg2_run)
                 evaluable,
                 at_h,
             )
+            shown = f"{d.label(var)}: {d.level(var, cell['level'])}"  # the data dictionary's words
             row = re.search(
-                rf"<td>{re.escape(var)} = {re.escape(html.escape(cell['level']))}</td>\s*"
+                rf"<td>{re.escape(html.escape(shown))}</td>\s*"
                 r'<td class="num">([\d,]+)</td><td class="num">([\d,]+)</td>\s*'
                 r'<td class="num">([\d,]+)</td><td class="num">([\d,]+)</td>',
                 report,

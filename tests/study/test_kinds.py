@@ -82,7 +82,7 @@ def test_regent_analyze_aft_matches_survreg(case: dict[str, Any]) -> None:
     if case["covariates"]:
         args += ["--covariates", ",".join(case["covariates"])]
     out = _json(*args)
-    assert list(out) == ["type", "dist", "n", "events", "loglik", "scale", "coefficients"]
+    assert list(out) == ["type", "dist", "n", "events", "loglik", "scale", "coefficients", "missing_data"]
     assert out["n"] == case["n"] and out["events"] == case["events"]
     assert [c["term"] for c in out["coefficients"]] == case["terms"]
     assert [c["coef"] for c in out["coefficients"]] == pytest.approx(case["coef"], rel=1e-9, abs=1e-12)
@@ -128,6 +128,8 @@ def test_results_docs_are_generated_from_the_typed_results_and_name_every_kind()
     from toolkit.study.results_doc import generated
 
     page = (REPO / "docs" / "results.md").read_text()
-    assert generated() in page, "docs/results.md is stale: run python -m toolkit.study.results_doc docs/results.md"
+    assert generated() in page, (
+        "docs/results.md is stale: run python -m toolkit.study.results_doc docs/results.md"
+    )
     for t in KINDS:
         assert f"### `{t}`" in page, f"docs/results.md has no section for the analysis kind {t!r}"

@@ -46,6 +46,8 @@ def test_report_opens_in_chromium_without_console_errors(gbsg2_run, tmp_path: Pa
         page.on("request", lambda r: requests.append(r.url))
         page.goto(report.as_uri(), wait_until="load")
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        kinds = page.eval_on_selector_all("section img", "els => els.map(e => e.src.slice(0, 26))")
+        headers = page.eval_on_selector_all("table.data", "els => els.map(e => !!e.tHead)")
         rows = page.locator(
             "#tripod tr.row-missing, #tripod tr.row-addressed, #tripod tr.row-partial, #tripod tr.row-not_applicable"
         )
@@ -61,7 +63,49 @@ def test_report_opens_in_chromium_without_console_errors(gbsg2_run, tmp_path: Pa
     assert messages == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests  # self-contained
     assert len(images) >= 4 and all(done and width > 0 for done, width in images)
+    assert kinds and all(k.startswith("data:image/svg+xml") for k in kinds)  # figures as SVG
+    assert headers and all(headers)  # a table split over pages repeats its header row
     assert n_rows == 52 and "GBSG2" in title
     assert not toc_in_print  # the navigation is for the screen only
     assert pdf[:4] == b"%PDF" and len(pdf) > 50_000
     assert shot.stat().st_size > 50_000
+
+
+@pytest.mark.browser
+def test_regent_study_report_prints_a_pdf(gbsg2_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`regent study report OUT --pdf` through the real entry point and Debian's Chromium."""
+    import subprocess
+    import sys
+
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (`.ci/run` installs it)")
+    _, _, root = gbsg2_run
+    target = tmp_path / "gbsg2.pdf"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolkit.cli.main",
+            "study",
+            "report",
+            str(root / "out"),
+            "--pdf",
+            "--to",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    from toolkit.study.printing import pdf_pages
+
+    pages = pdf_pages(target.read_bytes())
+    assert f"({pages} A4 pages)" in done.stdout and 4 <= pages <= 14
+    missing = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli.main", "study", "report", str(tmp_path / "nothing"), "--pdf"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no report" in missing.stderr and "Traceback" not in missing.stderr

@@ -145,7 +145,9 @@ def test_runner_entries_and_plots(frame: pd.DataFrame) -> None:
 
 
 def test_report_renders_each_entry(frame: pd.DataFrame) -> None:
+    from toolkit.study.dictionary import DataDictionary
     from toolkit.study.report import _env
+    from toolkit.study.report_context import kind_context
 
     policy = DisclosurePolicy(min_cell=10)
     specs = [
@@ -170,5 +172,13 @@ def test_report_renders_each_entry(frame: pd.DataFrame) -> None:
         template = _env().get_template("kinds/" + (KINDS[spec["type"]].template or ""))  # each kind's partial
         entry, plots = run_analysis(PARSE.validate_python(spec), frame, policy)
         images = {k: "data:image/png;base64,AAAA" for k in plots}
-        html = template.render(a=_released(entry, policy), name=spec["name"], images=images, min_cell=10)
+        html = template.render(
+            a=_released(entry, policy),
+            a_spec=PARSE.validate_python(spec),
+            name=spec["name"],
+            p=f"analyses.{spec['name']}",
+            images=images,
+            min_cell=10,
+            **kind_context(DataDictionary()),
+        )
         assert needle in html, spec["type"]

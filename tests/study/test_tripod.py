@@ -83,7 +83,7 @@ def test_report_has_checklist_model_card_and_predictors(gbsg2_run) -> None:  # t
         assert f'id="{anchor}"' in html
     assert html.count('<tr class="row-') == 52
     assert "missing: add <code>report.intended_use</code>" in html  # the model card flags it too
-    assert "hormone_therapy=yes" in html  # the Cox coefficients in the model card
+    assert "<td>Hormone therapy: yes</td>" in html  # the Cox coefficients in the model card, by label
 
 
 def test_subgroup_and_site_performance_are_recognised(gbsg2_run) -> None:  # type: ignore[no-untyped-def]

@@ -8,10 +8,9 @@ comparison is paired and its interval narrower than the sets' own).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,9 @@ from scipy import stats
 from toolkit.analysis.predict.evaluate import cross_validate
 from toolkit.analysis.predict.models import make_model
 from toolkit.errors import AnalysisError
+
+if TYPE_CHECKING:
+    from toolkit.analysis.figure import Plot
 
 
 @dataclass(frozen=True)
@@ -110,15 +112,14 @@ def informative(features: Sequence[str], frame: pd.DataFrame) -> list[str]:
     return kept
 
 
-def ablation_plot(result: AblationResult, *, title: str = "") -> bytes:
-    """C-index with 95 % CI per feature set (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def ablation_plot(result: AblationResult, *, title: str = "") -> Plot:
+    """C-index with 95 % CI per feature set (PNG with SVG)."""
     import matplotlib.pyplot as plt
 
+    from toolkit.analysis.figure import render
+
     t = result.table
-    fig, ax = plt.subplots(figsize=(6, 0.6 * len(t) + 1.2))
+    fig, ax = plt.subplots(figsize=(6, 0.38 * len(t) + 1.0))
     y = np.arange(len(t))[::-1]
     ax.errorbar(
         t["c_index"],
@@ -133,10 +134,8 @@ def ablation_plot(result: AblationResult, *, title: str = "") -> bytes:
                     textcoords="offset points", fontsize=8)  # fmt: skip
     ax.set_yticks(y, t["set"])
     ax.set_xlabel("cross-validated C-index (95% CI); in brackets: gain over structured")
-    ax.set_title(title or "Modality ablation")
+    if title:
+        ax.set_title(title)
     ax.margins(x=0.25)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return render(fig)

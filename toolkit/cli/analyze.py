@@ -22,7 +22,7 @@ import typer
 from pydantic import ValidationError
 
 from toolkit.errors import AnalysisError
-from toolkit.study.kinds.base import AnalysisKind, Option
+from toolkit.study.kinds.base import AnalysisKind, Option, RunContext
 
 if TYPE_CHECKING:  # pandas and the statistics load only when a command runs (fast CLI start)
     import pandas as pd
@@ -230,11 +230,16 @@ def run_command(kind: AnalysisKind, common: dict[str, Any], given: dict[str, Any
         spec = kind.spec.model_validate({"type": kind.type, "name": kind.command.name, **fields})
     except ValidationError as exc:
         raise AnalysisError(validation_message(f"regent analyze {kind.command.name}", exc)) from None
-    entry, plots = kind.run(spec, _study_frame(frame, common["time"], common["event"]), policy)
+    entry, plots = kind.run(spec, _study_frame(frame, common["time"], common["event"]), policy, RunContext())
     if common["plot"] is not None and plots:
         path = common["plot"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(next(iter(plots.values())))
+        plot = next(iter(plots.values()))  # PNG bytes carrying the SVG (toolkit.analysis.figure.Plot)
+        svg = getattr(plot, "svg", "")
+        if path.suffix.lower() == ".svg" and svg:
+            path.write_text(svg, encoding="utf-8")
+        else:
+            path.write_bytes(plot)
         sys.stderr.write(f"wrote {path}\n")
     _emit(kind, entry, as_json=common["as_json"], policy=policy)
 

@@ -356,6 +356,30 @@ def study_run(
     print_run(run, out_dir=out_dir, mlruns=mlruns, track=track)
 
 
+@study_app.command("report")
+def study_report(
+    out_dir: Annotated[Path, typer.Argument(help="A study run's --out folder (or its report.html)")],
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Print the report to PDF through headless Chromium")
+    ] = False,
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Where the PDF goes (default: OUT/report.pdf)")
+    ] = None,
+) -> None:
+    """Say where a run's report is; with --pdf, print it to A4 PDF (the report's print stylesheet)."""
+    from toolkit.study.printing import PrintError, print_pdf
+
+    html = out_dir if out_dir.suffix == ".html" else out_dir / "report.html"
+    if not html.is_file():
+        raise PrintError(f"{html}: no report (run `regent study run STUDY --out {out_dir}` first)")
+    if not pdf:
+        out.print(f"report: {html}")
+        return
+    target = to or html.with_suffix(".pdf")
+    pages = print_pdf(html, target)
+    out.print(f"report: {html}\npdf:    {target} ({pages} A4 pages)")
+
+
 # --- agent ---------------------------------------------------------------------------------
 @agent_app.command("schema")
 def agent_schema() -> None:

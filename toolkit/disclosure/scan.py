@@ -234,7 +234,20 @@ def scan_file(path: Path, *, min_cell: int, root: Path | None = None) -> list[Fi
     """Every small count in one output file (by type: JSON, CSV, HTML, Markdown, YAML, text)."""
     name = str(path.relative_to(root)) if root else str(path)
     suffix = path.suffix.lower()
-    if suffix in (".png", ".jpg", ".pkl", ".parquet", ".duckdb", ".dcm", ".ubj", ".bin", ".pb", ".db"):
+    # figures (a PNG and its SVG copy) are checked where they are drawn, not as text
+    if suffix in (
+        ".png",
+        ".svg",
+        ".jpg",
+        ".pkl",
+        ".parquet",
+        ".duckdb",
+        ".dcm",
+        ".ubj",
+        ".bin",
+        ".pb",
+        ".db",
+    ):
         return []
     try:
         text = path.read_text(encoding="utf-8")

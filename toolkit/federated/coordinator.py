@@ -268,6 +268,7 @@ def run_federated(
     driver = _Driver(transport, plan.spec.model_dump(mode="json"), options)
     say("round 1: hello")
     ctx, info = _hello(driver, plan.spec, options, plan.policy)
+    ctx.study = plan.context  # labels, horizon: the figures a pooled run would draw
     compiled = compile_cohort(plan.cohort, attributes=info["attributes"], source="cohort")
     analyses, plots, skipped = _run_protocols(plan, driver, ctx)
     federated = {

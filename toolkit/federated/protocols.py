@@ -27,6 +27,7 @@ from toolkit.federated.assemble import expand, pooled_cox_stats
 from toolkit.federated.bins import CutProposal, shared_cuts
 from toolkit.federated.limits import RunOptions
 from toolkit.federated.site import MISSING
+from toolkit.study.kinds.base import RunContext
 
 Replies = dict[str, dict[str, Any]]
 AnalysisOutput = tuple[dict[str, Any], dict[str, bytes]]
@@ -51,6 +52,7 @@ class Context:
     few_values: dict[str, list[float] | None]
     moments: dict[str, tuple[float, float, float] | None]
     time_bins: dict[str, list[float]] = field(default_factory=dict)  # binned mode: shared bin edges
+    study: RunContext = field(default_factory=RunContext)  # the study's dictionary and horizon
 
     def categorical(self, column: str) -> bool:
         return is_categorical(pd.Series([], dtype=self.dtypes[column]))
@@ -143,7 +145,7 @@ def event_counts_protocol(ctx: Context, a: Any) -> Protocol:
     for i, c in enumerate(cells):
         cols[c] = np.array([k[0][i] for k in keys], dtype=object)
     pseudo = expand(cols, [table[k] for k in keys])
-    entry, plots = run_analysis(a, pseudo, ctx.policy)
+    entry, plots = run_analysis(a, pseudo, ctx.policy, ctx.study)
     return entry, plots
 
 
@@ -252,7 +254,8 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
             break
     assert null is not None
     result = _cox_result(ctx, a, names, beta, final, null, iters, n=n, events=events, dropped=dropped)
-    return result.to_dict(), {f"forest_{a.name}": forest_plot(result, title=a.name)}
+    labels = {t.term: ctx.study.dictionary.term(t.term) for t in result.terms}
+    return result.to_dict(), {f"forest_{a.name}": forest_plot(result, labels=labels)}
 
 
 def _checked_cox_reply(site: str, r: dict[str, Any], p: int) -> dict[str, Any]:

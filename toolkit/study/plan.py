@@ -14,6 +14,7 @@ from typing import Any
 
 from toolkit.cohort.spec import CohortSpec
 from toolkit.disclosure import DisclosurePolicy
+from toolkit.study.kinds.base import RunContext
 from toolkit.study.spec import StudySpec, load_study
 
 
@@ -53,6 +54,22 @@ class StudyPlan:
     def cohort(self) -> CohortSpec:
         assert isinstance(self.spec.cohort, CohortSpec)
         return self.spec.cohort
+
+    @property
+    def context(self) -> RunContext:
+        """What the analyses take from the study: its data dictionary, its first horizon (the
+        default time range of survival figures), its missing-data policy and its seed."""
+        from toolkit.cohort.spec import parse_offset
+        from toolkit.study.dictionary import dictionary_of
+
+        outcome = self.cohort.outcome
+        horizons = [parse_offset(h) for h in outcome.horizons] if outcome is not None else []
+        return RunContext(
+            dictionary_of(self.spec),
+            horizons[0] if horizons else None,
+            self.spec.missing,
+            self.spec.seed,
+        )
 
     @property
     def steps(self) -> list[str]:

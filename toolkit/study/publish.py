@@ -116,7 +116,7 @@ def assemble_results(
         "cohort": {
             "name": cohort.name,
             "n": cohort.n,
-            "events": cohort.events,
+            "events": policy.cohort_events(cohort.n, cohort.events)[0],
             "horizons": [
                 {"name": n, "days": d, **cohort.horizon_counts.get(n, {})} for n, d in cohort.horizons
             ],
@@ -173,7 +173,10 @@ def publish(
         policy.attrition(attrition, markers=True).to_csv(tmp / "attrition.csv", index=False)
         (tmp / "study.yaml").write_text(study_yaml(plan), encoding="utf-8")
         for name, png in plots.items():
-            (tmp / f"{name}.png").write_bytes(png)
+            (tmp / f"{name}.png").write_bytes(png)  # what MLflow and notebooks show
+            svg = getattr(png, "svg", "")  # toolkit.analysis.figure.Plot: the report's vector copy
+            if svg:
+                (tmp / f"{name}.svg").write_text(svg, encoding="utf-8")
         for name, frame in (tables or {}).items():
             frame.to_csv(tmp / f"{name}.csv", index=False)
     for f in sorted((out / "artifacts").iterdir()):

@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 import markupsafe
 
+from toolkit.analysis.labels import format_p
 from toolkit.cohort.run import Attrition, consort_html
 from toolkit.disclosure import DisclosurePolicy
 from toolkit.study.kinds import KINDS
@@ -29,6 +30,7 @@ def _env() -> jinja2.Environment:
     env.filters["exp"] = lambda v: None if v is None else math.exp(float(v))
     env.filters["ticks"] = _ticks
     env.filters["count"] = _count
+    env.filters["pval"] = format_p  # journal style: <0.001, 0.004, 0.21
     return env
 
 
@@ -56,6 +58,15 @@ def _num(value: Any, digits: int = 3) -> str:
         return str(value)
 
 
+def _data_uri(plot: bytes) -> str:
+    """The figure as the report embeds it: its SVG when it has one (sharp on screen and in print;
+    :class:`toolkit.analysis.figure.Plot`), else the PNG."""
+    svg = getattr(plot, "svg", "")
+    if svg:
+        return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode()
+    return "data:image/png;base64," + base64.b64encode(plot).decode()
+
+
 def render_report(
     spec: StudySpec,
     results: StudyResults,
@@ -63,7 +74,7 @@ def render_report(
     policy: DisclosurePolicy,
     attrition: Attrition,
 ) -> str:
-    images = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in plots.items()}
+    images = {k: _data_uri(v) for k, v in plots.items()}
     flow = consort_html(Attrition(policy.attrition(attrition.table, markers=True)), min_cell=policy.min_cell)
     return (
         _env()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.study.counts import count, days, model_counts
+from toolkit.study.dictionary import DataDictionary, dictionary_of
 from toolkit.study.results import StudyResults
 from toolkit.study.spec import StudySpec
 from toolkit.study.tripod import SECTION_TITLES, STATUS_LABEL, ReportStatements, tripod_checklist
@@ -73,8 +74,10 @@ AGG_TEXT = {
 
 
 def predictor_rows(spec: StudySpec) -> list[dict[str, str]]:
-    """One row per predictor: its name, where it comes from and how it is computed."""
+    """One row per predictor: its name, label and unit (data dictionary), where it comes from and
+    how it is computed."""
     sets = dict(getattr(spec.cohort, "concept_sets", {}) or {})
+    d = dictionary_of(spec)
     rows = [
         {"name": s, "source": "cohort / registry", "definition": "value at index (static attribute)"}
         for s in spec.features.static
@@ -86,7 +89,109 @@ def predictor_rows(spec: StudySpec) -> list[dict[str, str]]:
         if w.transform:
             definition += f"; {w.transform}-transformed"
         rows.append({"name": w.name, "source": "registry events", "definition": definition})
-    return rows
+    return [{**r, "label": d.label(r["name"]), "unit": d.unit(r["name"]) or ""} for r in rows]
+
+
+def table1_view(entry: dict[str, Any], d: DataDictionary) -> dict[str, Any]:
+    """Table 1 as the report shows it: group columns named by the dictionary in its order
+    (Overall first), each row's variable and level by their labels, levels in order (the rows
+    themselves, and results.json, are as computed)."""
+    by = entry.get("by")
+    groups = []
+    for g in entry["groups"]:
+        level = g.split("=", 1)[1] if by and g.startswith(f"{by}=") else None
+        groups.append({"key": g, "level": level, "label": g if level is None else d.level(str(by), level)})
+    if by:
+        order = d.order(by, [g["level"] for g in groups if g["level"] is not None])
+        groups.sort(key=lambda g: -1 if g["level"] is None else order.index(g["level"]))
+    rows = [{**r, "label": _row_label(r, d)} for r in entry["rows"]]
+    return {"groups": groups, "rows": _levels_in_order(rows, d), "by_label": d.with_unit(by) if by else None}
+
+
+def _row_label(row: dict[str, Any], d: DataDictionary) -> str:
+    v, raw = row.get("variable"), str(row["label"])
+    if not v:
+        return raw
+    level = row.get("level")
+    prefix = f"{v} = {level}" if level is not None else v
+    rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
+    if level is not None:
+        return f"{d.label(v)}: {d.level(v, level)}{rest}"
+    return f"{d.with_unit(v) if 'missing' not in rest else d.label(v)}{rest}"
+
+
+def _levels_in_order(rows: list[dict[str, Any]], d: DataDictionary) -> list[dict[str, Any]]:
+    """Each variable's level rows in the dictionary's (or natural) order, in place of the sorted."""
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(rows):
+        j = i
+        while (
+            j < len(rows)
+            and rows[j].get("level") is not None
+            and rows[j].get("variable") == rows[i].get("variable")
+        ):
+            j += 1
+        if j == i:
+            out.append(rows[i])
+            i += 1
+            continue
+        block = rows[i:j]
+        order = d.order(str(block[0]["variable"]), [str(r["level"]) for r in block])
+        out += sorted(block, key=lambda r: order.index(str(r["level"])))
+        i = j
+    return out
+
+
+def method_facts(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """How an analysis was computed, from the scalar keys of its entry that its own section does
+    not show: (key, sentence part), for the line under the section."""
+    e = entry
+    facts: list[tuple[str, str]] = []
+    if e.get("conf_type") or e.get("conf_level"):
+        level = f"{100 * float(e['conf_level']):g}%" if e.get("conf_level") is not None else ""
+        facts += [("conf_type", f"{level} confidence intervals, {e.get('conf_type') or 'plain'} scale"),
+                  ("conf_level", "")]  # fmt: skip
+    if e.get("estimator"):
+        facts.append(("estimator", f"estimator: {e['estimator']}"))
+    if e.get("variance"):
+        facts.append(("variance", f"variance: {e['variance']}"))
+    if e.get("iterations") is not None:
+        facts.append(("iterations", f"Newton–Raphson converged in {e['iterations']} iterations"))
+    if e.get("loglik") is not None:
+        null = e.get("loglik_null")
+        facts += [("loglik", f"log-likelihood {e['loglik']:.2f}" + (f" (null model {null:.2f})" if null is not None else "")),
+                  ("loglik_null", "")]  # fmt: skip
+    if "robust" in e or "strata" in e:
+        facts += [("robust", "robust (sandwich) standard errors" if e.get("robust") else "model-based standard errors"),
+                  ("strata", f"stratified by {e['strata']}" if e.get("strata") else "no strata")]  # fmt: skip
+    if "cause" in e:
+        facts.append(("cause", f"event code modelled: {e['cause']}"))
+    if e.get("metric"):
+        facts.append(("metric", f"metric: {e['metric']}"))
+    return [(k, t) for k, t in facts if k in e and (t or k in ("conf_level", "loglik_null"))]
+
+
+def ordered_groups(groups: list[dict[str, Any]], by: str | None, d: DataDictionary) -> list[dict[str, Any]]:
+    """A grouped survival entry's groups in the dictionary's (or natural) order."""
+    if not by:
+        return groups
+    order = d.order(by, [str(g["group"]) for g in groups])
+    return sorted(
+        groups, key=lambda g: order.index(str(g["group"])) if str(g["group"]) in order else len(order)
+    )
+
+
+def kind_context(d: DataDictionary) -> dict[str, Any]:
+    """What the kinds' report partials use besides their entry (``a``), spec (``a_spec``), name,
+    results path (``p``), images and ``min_cell``: the data dictionary and its helpers."""
+    return {
+        "d": d,  # d.label(name), d.with_unit(name), d.term(term), d.level(name, level)
+        "table1_view": lambda entry: table1_view(entry, d),
+        "ordered_groups": lambda groups, by: ordered_groups(groups, by, d),
+        "method_facts": method_facts,
+        "cause_name": lambda code: d.level("event", code) if "event" in d.entries else f"cause {code}",
+    }
 
 
 def report_context(spec: StudySpec, results: StudyResults) -> dict[str, Any]:
@@ -98,6 +203,7 @@ def report_context(spec: StudySpec, results: StudyResults) -> dict[str, Any]:
         if getattr(spec.report, k)
     ]
     return {
+        **kind_context(dictionary_of(spec)),
         "predictors": predictor_rows(spec),
         "checklist": tripod_checklist(spec, results),
         "status_label": STATUS_LABEL,

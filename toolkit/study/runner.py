@@ -310,12 +310,13 @@ def _analyses(run: _Run, data: StudyData, policy: DisclosurePolicy) -> dict[str,
     out: dict[str, Any] = {}
     for a in run.plan.spec.analyses:
         run.say(f"analysis {a.name}")
+        context = run.plan.context  # dictionary, horizon, missing-data policy
         key = f"analysis-{a.name}-" + spec_hash(
-            a.model_dump(mode="json"), data.features_key, _decided(policy)
+            a.model_dump(mode="json"), data.features_key, _decided(policy), context.key()
         )
         hit = run.cache.get(key)
         if hit is None:
-            hit = run_analysis(a, data.frame, policy)
+            hit = run_analysis(a, data.frame, policy, context)
             run.cache.put(key, hit)
             run.computed.append(f"analysis:{a.name}")
         out[a.name], plots = hit

@@ -18,7 +18,9 @@ from toolkit.cohort.spec import CohortSpec, check_cohort, parse_offset, resolve_
 from toolkit.errors import StudySpecError
 from toolkit.features.windows import FeatureSpec
 from toolkit.specs import Frozen, PositiveDuration, parse_model, read_yaml
+from toolkit.study.dictionary import Variable
 from toolkit.study.kinds import Analysis, column_problems
+from toolkit.study.missing import MissingSpec
 from toolkit.study.tripod import ReportStatements
 
 
@@ -156,6 +158,15 @@ class StudySpec(Frozen):
     gates: list[GateSpec] = Field(default_factory=list)
     disclosure: DisclosureSpec = Field(default_factory=DisclosureSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    dictionary: dict[str, Variable] = Field(
+        default_factory=dict,
+        description="Label, unit and level order of variables, used wherever the report and its "
+        "figures name them (display only; computations keep the codes).",
+    )
+    missing: MissingSpec = Field(
+        default_factory=MissingSpec,
+        description="What regressions (cox, logistic, aft, fine_gray) do with incomplete persons.",
+    )
     seed: int = 0
 
 
@@ -205,6 +216,12 @@ def validate_references(spec: StudySpec, *, source: str, cohort_columns: list[st
     columns = sorted(set(cohort_columns) | set(feature_names))
 
     problems += column_problems(list(spec.analyses), columns, source=source)
+    known = {*columns, "time", "event"}
+    for name in spec.dictionary:
+        if name not in known:
+            problems.append(
+                f"{source}: dictionary.{name}: unknown variable {name!r}; available: {sorted(known)}"
+            )
     for i, m in enumerate(spec.models):
         for j, f in enumerate(m.log):
             if f not in (m.features or feature_names):

@@ -1,4 +1,5 @@
-"""Plots of a risk model's performance as PNG bytes (matplotlib, Agg): ROC, calibration, decision curve.
+"""Plots of a risk model's performance (matplotlib, Agg): ROC, calibration, decision curve, each
+rendered as PNG with SVG (:class:`toolkit.analysis.figure.Plot`).
 
 They draw only what :class:`~toolkit.analysis.predict.assess.Assessment` already released under
 the disclosure policy (suppressed deciles and decision-curve points are left out).
@@ -6,7 +7,6 @@ the disclosure policy (suppressed deciles and decision-curve points are left out
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,14 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from toolkit.analysis.figure import Plot, render
+
 BLUE, RED, GREY = "#1f5a96", "#c0392b", "#888888"
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+def _png(fig: Any) -> Plot:
+    return render(fig)  # PNG bytes carrying the SVG the report embeds
 
 
 def _fmt_ci(metrics: dict[str, float], key: str) -> str:

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from toolkit.errors import StudySpecError
 from toolkit.study.kinds import ablation, aft, cif, cox, fine_gray, km, logistic, logrank, rmst, table1
-from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec
+from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, RunContext
 
 KINDS: dict[str, AnalysisKind] = {
     k.type: k
@@ -57,9 +57,12 @@ def kind_of(analysis: Any) -> AnalysisKind:
     return kind
 
 
-def run_analysis(analysis: Any, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
-    """Run one analysis of a study on its cohort+features frame: (results.json entry, plots)."""
-    return kind_of(analysis).run(analysis, frame, policy)
+def run_analysis(
+    analysis: Any, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext | None = None
+) -> AnalysisOutput:
+    """Run one analysis of a study on its cohort+features frame: (results.json entry, plots);
+    ``context``: the study's dictionary, horizon and missing-data policy (:class:`RunContext`)."""
+    return kind_of(analysis).run(analysis, frame, policy, context or RunContext())
 
 
 def column_problems(analyses: list[Any], columns: list[str], *, source: str) -> list[str]:
@@ -115,6 +118,7 @@ __all__ = [
     "KINDS",
     "Analysis",
     "AnalysisKind",
+    "RunContext",
     "column_problems",
     "kind_of",
     "not_federated",

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from toolkit.cohort.spec import parse_offset
 from toolkit.specs import PositiveDuration
-from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, refs
+from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, RunContext, refs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +35,9 @@ class AblationAnalysis(AnalysisSpec):
         return parse_offset(self.horizon)
 
 
-def run(a: AblationAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(
+    a: AblationAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext
+) -> AnalysisOutput:
     from toolkit.analysis.ablation import ablation_plot, run_ablation
     from toolkit.features.fusion import ablation_sets, feature_groups
 
@@ -50,9 +52,7 @@ def run(a: AblationAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> A
         params=a.params,
         log=a.log,
     )
-    return {"kind": "ablation", **result.to_dict()}, {
-        f"ablation_{a.name}": ablation_plot(result, title=a.name)
-    }
+    return {"kind": "ablation", **result.to_dict()}, {f"ablation_{a.name}": ablation_plot(result, title="")}
 
 
 def columns(a: AblationAnalysis) -> Iterator[ColumnRef]:

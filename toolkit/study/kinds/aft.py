@@ -14,9 +14,11 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    RunContext,
     refs,
     with_int_events,
 )
+from toolkit.study.kinds.regression import fit_with_policy, survival_outcome
 from toolkit.study.kinds.textfmt import g, n, p, table
 
 if TYPE_CHECKING:
@@ -36,10 +38,15 @@ class AFTAnalysis(AnalysisSpec):
     covariates: list[str] = Field(default_factory=list, description="Covariates (none: intercept only).")
 
 
-def run(a: AFTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(a: AFTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext) -> AnalysisOutput:
     from toolkit.analysis.survival.aft import fit_aft
 
-    return fit_aft(with_int_events(frame), covariates=a.covariates, dist=a.dist).to_dict(), {}
+    data = with_int_events(frame)
+
+    def fit(d: pd.DataFrame) -> dict[str, Any]:
+        return fit_aft(d, covariates=a.covariates, dist=a.dist).to_dict()
+
+    return fit_with_policy("aft", fit, data, a.covariates, context, outcome=survival_outcome(data)), {}
 
 
 def columns(a: AFTAnalysis) -> Iterator[ColumnRef]:

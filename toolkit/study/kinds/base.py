@@ -15,6 +15,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from toolkit.specs import Frozen
+from toolkit.study.dictionary import DataDictionary
+from toolkit.study.missing import MissingSpec
 
 #: What running an analysis gives: its results.json entry and its plots (name -> PNG bytes).
 AnalysisOutput = tuple[dict[str, Any], dict[str, bytes]]
@@ -64,13 +66,34 @@ class Command:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What an analysis takes from its study beyond its own spec: the data dictionary (labels,
+    units, level order of figures), the study's horizon (the default time range of survival
+    figures), the missing-data policy of regressions and the study seed (imputations)."""
+
+    dictionary: DataDictionary = field(default_factory=DataDictionary)
+    horizon: float | None = None  # days
+    missing: MissingSpec = field(default_factory=MissingSpec)
+    seed: int = 0
+
+    def key(self) -> dict[str, Any]:
+        """What the analyses' output depends on (the step cache's key)."""
+        return {
+            "dictionary": self.dictionary.fingerprint(),
+            "horizon": self.horizon,
+            "missing": self.missing.model_dump(mode="json"),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
 class AnalysisKind:
     """An analysis kind: the one place that declares it."""
 
     type: str
     spec: builtins.type[AnalysisSpec]
     title: str  # for docs and error messages
-    run: Callable[[Any, pd.DataFrame, DisclosurePolicy], AnalysisOutput]
+    run: Callable[[Any, pd.DataFrame, DisclosurePolicy, RunContext], AnalysisOutput]
     columns: Callable[[Any], Iterator[ColumnRef]]
     text: Callable[[dict[str, Any]], str] | None = None  # the CLI's reading of an entry
     template: str | None = None  # report partial under toolkit/study/templates/kinds/
@@ -84,6 +107,18 @@ class AnalysisKind:
     def __post_init__(self) -> None:
         if (self.protocol is None) == (self.not_federated is None):
             raise ValueError(f"analysis kind {self.type!r}: declare either a protocol or why there is none")
+
+
+def curve_text(context: RunContext, by: str | None) -> Any:
+    """How a survival figure names its groups and time axis, from the study's dictionary."""
+    from toolkit.analysis.plots import CurveText
+
+    d = context.dictionary
+    return CurveText(
+        by_label=d.with_unit(by) if by else None,
+        levels=d.level_labels(by) if by else None,
+        time_label=d.label("time"),
+    )
 
 
 def with_int_events(frame: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,9 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    RunContext,
     count_marks,
+    curve_text,
     refs,
     with_int_events,
     withheld_groups,
@@ -38,9 +40,15 @@ class CIFAnalysis(AnalysisSpec):
     strata: str | None = Field(None, description="Stratifies Gray's test.")
     times: list[TimePoint] = Field(default_factory=list, description="Days (or durations: 90d, 6mo, 1y).")
     causes: list[int] | None = Field(None, description="Event codes to report (default: all >= 1).")
+    until: TimePoint | None = Field(
+        None,
+        description="End of the figure's time axis (default: the study's horizon, else the 90th "
+        "percentile of follow-up).",
+    )
+    censor_marks: bool = Field(False, description="Mark censoring times on the curves.")
 
 
-def run(a: CIFAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(a: CIFAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext) -> AnalysisOutput:
     from toolkit.analysis.cif_plot import cif_plot
     from toolkit.analysis.survival.cif import cumulative_incidence
     from toolkit.analysis.survival.release import cif_entry
@@ -48,8 +56,17 @@ def run(a: CIFAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> Analys
     data = with_int_events(frame)
     res = cumulative_incidence(data, by=a.by, strata=a.strata, times=a.times, causes=a.causes)
     marks = count_marks(data, a.by, policy, causes=tuple(res.causes), per_cause=True)
-    ticks = [0.0, *a.times] if a.times else None
-    plot = cif_plot(res, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(marks))
+    causes = context.dictionary.level_labels("event")  # dictionary: event: {levels: {1: ..., 2: ...}}
+    plot = cif_plot(
+        res,
+        policy=policy,
+        text=curve_text(context, a.by),
+        horizon=context.horizon,
+        until=a.until,
+        censor_marks=a.censor_marks,
+        cause_labels={int(k): v for k, v in causes.items() if k.isdigit()},
+        withheld_n=withheld_groups(marks),
+    )
     curves = {g.curve.group: g.curve for g in res.groups}
     return cif_entry(res.to_dict(), curves, marks, policy), {f"cif_{a.name}": plot}
 

@@ -14,9 +14,12 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    RunContext,
     refs,
     with_int_events,
 )
+from toolkit.study.kinds.forest import forest_rows
+from toolkit.study.kinds.regression import fit_with_policy, survival_outcome
 from toolkit.study.kinds.textfmt import coefficients, g, n, p, table
 
 if TYPE_CHECKING:
@@ -36,20 +39,29 @@ class CoxAnalysis(AnalysisSpec):
     cause: int = Field(1, ge=1, description="Event code modelled; k >= 2 gives a cause-specific Cox model.")
 
 
-def run(a: CoxAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
-    from toolkit.analysis.plots import forest_plot
+def run(a: CoxAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext) -> AnalysisOutput:
+    from toolkit.analysis.plots import forest_plot_rows
     from toolkit.analysis.survival.cox import fit_cox
 
-    cox = fit_cox(
-        with_int_events(frame),
-        covariates=a.covariates,
-        ties=a.ties,
-        strata=a.strata,
-        cluster=a.cluster,
-        robust=a.robust,
-        cause=a.cause,
+    data = with_int_events(frame)
+
+    def fit(d: pd.DataFrame) -> dict[str, Any]:
+        return fit_cox(
+            d,
+            covariates=a.covariates,
+            ties=a.ties,
+            strata=a.strata,
+            cluster=a.cluster,
+            robust=a.robust,
+            cause=a.cause,
+        ).to_dict()
+
+    entry = fit_with_policy("cox", fit, data, a.covariates, context, outcome=survival_outcome(data, a.cause))
+    used = data.dropna(subset=a.covariates) if entry["missing_data"]["method"] == "complete_case" else data
+    rows = forest_rows(
+        entry, a.covariates, data, used, (data["event"] == a.cause).to_numpy(), context, policy
     )
-    return cox.to_dict(), {f"forest_{a.name}": forest_plot(cox, title=a.name)}
+    return entry, {f"forest_{a.name}": forest_plot_rows(rows)}
 
 
 def columns(a: CoxAnalysis) -> Iterator[ColumnRef]:

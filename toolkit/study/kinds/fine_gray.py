@@ -14,9 +14,11 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    RunContext,
     refs,
     with_int_events,
 )
+from toolkit.study.kinds.regression import competing_outcome, fit_with_policy
 from toolkit.study.kinds.textfmt import coefficients, n
 
 if TYPE_CHECKING:
@@ -34,10 +36,17 @@ class FineGrayAnalysis(AnalysisSpec):
     cause: int = Field(1, ge=1, description="Event code of interest; other codes >= 1 compete.")
 
 
-def run(a: FineGrayAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(
+    a: FineGrayAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext
+) -> AnalysisOutput:
     from toolkit.analysis.survival.finegray import fine_gray
 
-    return fine_gray(with_int_events(frame), covariates=a.covariates, cause=a.cause).to_dict(), {}
+    data = with_int_events(frame)
+
+    def fit(d: pd.DataFrame) -> dict[str, Any]:
+        return fine_gray(d, covariates=a.covariates, cause=a.cause).to_dict()
+
+    return fit_with_policy("fine_gray", fit, data, a.covariates, context, outcome=competing_outcome(data)), {}
 
 
 def columns(a: FineGrayAnalysis) -> Iterator[ColumnRef]:

@@ -15,7 +15,9 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    RunContext,
     count_marks,
+    curve_text,
     refs,
     with_int_events,
     withheld_groups,
@@ -36,9 +38,17 @@ class KaplanMeierAnalysis(AnalysisSpec):
     by: str | None = None
     strata: str | None = None
     times: list[TimePoint] = Field(default_factory=list, description="Days (or durations: 90d, 6mo, 1y).")
+    until: TimePoint | None = Field(
+        None,
+        description="End of the figure's time axis (default: the study's horizon, else the 90th "
+        "percentile of follow-up); ticks and numbers at risk at readable steps up to it.",
+    )
+    censor_marks: bool = Field(False, description="Mark censoring times on the curves.")
 
 
-def run(a: KaplanMeierAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(
+    a: KaplanMeierAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext
+) -> AnalysisOutput:
     from toolkit.analysis.plots import km_plot
     from toolkit.analysis.survival.km import kaplan_meier
     from toolkit.analysis.survival.release import km_entry
@@ -46,8 +56,15 @@ def run(a: KaplanMeierAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -
     data = with_int_events(frame)
     km = kaplan_meier(data, by=a.by, strata=a.strata, times=a.times)
     marks = count_marks(data, a.by, policy)
-    ticks = [0.0, *a.times] if a.times else None
-    plot = km_plot(km, title=a.name, policy=policy, ticks=ticks, withheld_n=withheld_groups(marks))
+    plot = km_plot(
+        km,
+        policy=policy,
+        text=curve_text(context, a.by),
+        horizon=context.horizon,
+        until=a.until,
+        censor_marks=a.censor_marks,
+        withheld_n=withheld_groups(marks),
+    )
     curves = {g.curve.group: g.curve for g in km.groups}
     return km_entry(km.to_dict(), curves, marks, policy), {f"km_{a.name}": plot}
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, refs
+from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, RunContext, refs
+from toolkit.study.kinds.regression import fit_with_policy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,10 +25,16 @@ class LogisticAnalysis(AnalysisSpec):
     covariates: list[str] = Field(min_length=1)
 
 
-def run(a: LogisticAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(
+    a: LogisticAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext
+) -> AnalysisOutput:
     from toolkit.analysis.logistic import fit_logistic
 
-    return fit_logistic(frame, outcome=a.outcome, covariates=a.covariates).to_dict(), {}
+    def fit(d: pd.DataFrame) -> dict[str, Any]:
+        return fit_logistic(d, outcome=a.outcome, covariates=a.covariates).to_dict()
+
+    outcome = {"outcome": frame[a.outcome].astype(float).to_numpy()}
+    return fit_with_policy("logistic", fit, frame, a.covariates, context, outcome=outcome), {}
 
 
 def columns(a: LogisticAnalysis) -> Iterator[ColumnRef]:

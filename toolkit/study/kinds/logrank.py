@@ -14,6 +14,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    RunContext,
     count_marks,
     refs,
     with_int_events,
@@ -42,7 +43,9 @@ class LogRankAnalysis(AnalysisSpec):
     )
 
 
-def run(a: LogRankAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(
+    a: LogRankAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext
+) -> AnalysisOutput:
     from toolkit.analysis.survival.logrank import logrank_test
     from toolkit.analysis.survival.release import logrank_entry
 

@@ -15,6 +15,7 @@ from toolkit.study.kinds.base import (
     ColumnRef,
     Command,
     Option,
+    RunContext,
     count_marks,
     refs,
     with_int_events,
@@ -47,7 +48,9 @@ class RMSTAnalysis(AnalysisSpec):
         return parse_offset(self.tau)
 
 
-def run(a: RMSTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(
+    a: RMSTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext
+) -> AnalysisOutput:
     from toolkit.analysis.survival.km import km_curve
     from toolkit.analysis.survival.release import rmst_entry
     from toolkit.analysis.survival.rmst import rmst

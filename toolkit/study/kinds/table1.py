@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, refs
+from toolkit.study.kinds.base import AnalysisKind, AnalysisOutput, AnalysisSpec, ColumnRef, RunContext, refs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +26,9 @@ class Table1Analysis(AnalysisSpec):
     )
 
 
-def run(a: Table1Analysis, frame: pd.DataFrame, policy: DisclosurePolicy) -> AnalysisOutput:
+def run(
+    a: Table1Analysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: RunContext
+) -> AnalysisOutput:
     from toolkit.analysis.describe import table1
 
     return table1(frame, a.variables, by=a.by, policy=policy, tests=a.tests).to_dict(), {}
