@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,7 @@ def run_study(
             check_releasable(plan, data.cohort.n)  # empty or below k: one line, exit 2
             _log_inputs(run, data)
             policy = run_policy(plan.spec, data.frame, plan.policy)  # every table's counts at once
+            run.plan = replace(plan, policy=policy)  # results.json's cohort and attrition follow it
             analyses = _analyses(run, data, policy)
             with model_training(engine, backend):  # XGBoost on Spark for a large matrix
                 fitted, model_results = _models(run, data, policy)
@@ -354,6 +355,7 @@ def _models(
             run.computed.append(f"model:{m.name}")
         run.cache.state(step=f"model:{m.name}")
         model, res, plots = hit
+        res = {**res, "folds": policy.split_rows(res["folds"])}  # results.json and MLflow alike
         run.plots.update(plots)
         fitted[m.name] = model
         released = released_model(run.plan, res)  # counts as results.json will hold them
@@ -361,7 +363,7 @@ def _models(
             m.name,
             {"type": m.type, "horizon_days": m.horizon_days, **m.params, **model_run_params(released)},
             {k: v for k, v in res["metrics"].items() if v is not None},
-            res["folds"],
+            [{k: v for k, v in f.items() if v is not None} for f in res["folds"]],
             model,
             _example_row(model, data.frame),
             register_as=f"{spec.name}.{m.name}",
