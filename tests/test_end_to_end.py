@@ -38,6 +38,9 @@ def test_main_job(tmp_path: Path, data_dir: Path) -> None:
     assert_unchanged("hf_mortality", json.loads((tmp_path / "out" / "results.json").read_text()))
     # every section of results.json has its place in the report (tests/study/test_report_sections.py)
     assert unshown(tmp_path / "out") == []
+    # the Cox analysis says who it left out (issue 16: 1,085 incomplete cases were dropped silently)
+    report = " ".join((tmp_path / "out" / "report.html").read_text(encoding="utf-8").split())
+    assert "Complete-case analysis: 3,267 of 4,352 persons; 1,085 left out for a missing value" in report
     _printed(tmp_path / "out" / "report.html", tmp_path)
 
 

@@ -119,7 +119,7 @@ def ablation_plot(result: AblationResult, *, title: str = "") -> Plot:
     from toolkit.analysis.figure import render
 
     t = result.table
-    fig, ax = plt.subplots(figsize=(6, 0.38 * len(t) + 1.0))
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(t) + 0.9))
     y = np.arange(len(t))[::-1]
     ax.errorbar(
         t["c_index"],
