@@ -24,15 +24,15 @@ def page_png(pdf: Path, page: int, out: Path, *, width: int = 900) -> Path:
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
         )
-        view = browser.new_page(viewport={"width": width, "height": int(width * 1.45)})
+        view = browser.new_page(viewport={"width": width, "height": int(width * 1.7)})
         view.goto(f"{pdf.resolve().as_uri()}#page={page}&toolbar=0&navpanes=0&view=FitH", wait_until="load")
         view.wait_for_timeout(2500)  # the viewer draws the page after load
         view.screenshot(path=str(shot))
         browser.close()
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     shot.unlink()
-    viewer = img[2, 2]  # the viewer's background around the page
-    page = np.abs(img - viewer).sum(axis=2) > 30
+    viewer = img[img.shape[0] // 2, 1]  # the viewer's background beside the page
+    page = np.abs(img - viewer).sum(axis=2) > 6  # a dark rule in a figure is not the viewer
     top, bottom = _longest_run(page.mean(axis=1) > 0.5)
     left, right = _longest_run(page[top:bottom].mean(axis=0) > 0.5)
     page_img = Image.fromarray(img[top:bottom, left:right].astype("uint8"))
