@@ -76,6 +76,8 @@ def test_a_scorer_that_disagrees_is_not_used(cox) -> None:  # type: ignore[no-un
 def test_contract_codes_accept_regent_and_meds_spellings() -> None:
     from toolkit.agents.fhir_codes import CodeRef
 
-    regent, meds, fhir = (CodeRef.parse(c) for c in ("LOINC:33762-6", "LOINC//33762-6", "http://loinc.org|33762-6"))
+    regent, meds, fhir = (
+        CodeRef.parse(c) for c in ("LOINC:33762-6", "LOINC//33762-6", "http://loinc.org|33762-6")
+    )
     assert regent == meds == fhir
     assert CodeRef.parse("ICD10//E11*") == CodeRef("http://hl7.org/fhir/sid/icd-10", "E11", prefix=True)

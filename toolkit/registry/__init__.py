@@ -30,4 +30,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'toolkit.registry' has no attribute {name!r}")
 
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Attribute",
+    "QualityReport",
+    "Registry",
+    "RegistryData",
+    "RegistryWriter",
+    "check_registry",
+    "write_registry",
+]
