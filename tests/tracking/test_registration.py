@@ -12,13 +12,16 @@ import warnings
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from toolkit.study.plan import plan_study
 from toolkit.study.registration import cohort_hash
 from toolkit.study.runner import run_study
-from toolkit.tracking.mlflow_tracker import MLflowTracker, configure
+from toolkit.tracking.mlflow_tracker import MLflowTracker, configure, runs_url
+
+CHROMIUM = Path("/usr/bin/chromium")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,3 +120,49 @@ def test_the_experiment_is_a_machine_learning_experiment_with_a_description(gbsg
     assert exp.tags["mlflow.note.content"].startswith(
         f"**{run.spec.title}** (Regent study `gbsg2_recurrence`)"
     )
+
+
+@pytest.mark.browser
+def test_the_printed_link_opens_the_experiment_on_its_runs(gbsg2_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A real `mlflow server` on loopback and Debian's Chromium: the link regent prints shows the
+    runs (MLflow 3.17 would otherwise open the experiment on an empty GenAI traces overview)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("needs the playwright package (`.ci/run` installs it with Chromium)")
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (`.ci/run` installs it)")
+    run, mlruns, _ = gbsg2_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{mlruns}/mlflow.db", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(runs_url(run.experiment_id, port), wait_until="load", timeout=120_000)
+            name = f"gbsg2_recurrence-{run.results.spec_hash[:8]}"
+            # the runs table with the run (the plain experiment link shows a traces overview, no runs)
+            page.get_by_text(name).first.wait_for(timeout=60_000)
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started
+        server.wait(timeout=30)

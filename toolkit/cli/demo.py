@@ -28,7 +28,7 @@ from toolkit.serve.demo_page import recent_dates
 from toolkit.serve.settings import Settings
 from toolkit.study.plan import plan_study
 from toolkit.study.runner import run_study
-from toolkit.tracking.mlflow_tracker import MLflowTracker
+from toolkit.tracking.mlflow_tracker import MLflowTracker, runs_url
 from toolkit.tracking.models import MLflowModelStore
 
 
@@ -115,5 +115,6 @@ def run_demo(
     say(f"results:      {out / 'results.json'}")
     say(f"agent bundle: {bundle}")
     say(f"MLflow:       mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db   (run {run.run_id})")
+    say(f"              then open {runs_url(run.experiment_id)}")
     say(f"serve:        regent serve --agents {dist} --port 8080 --auth off --demo agents")
     return {"bundle": bundle, "run_id": run.run_id, "prediction": p, "card": cards[0]}

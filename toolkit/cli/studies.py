@@ -76,7 +76,10 @@ def print_run(run: Any, *, out_dir: Path, mlruns: Path, track: bool) -> None:
         )
     out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}")
     if track:
+        from toolkit.tracking.mlflow_tracker import runs_url
+
         out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri sqlite:///{mlruns}/mlflow.db")
+        out.print(f"  then open {runs_url(run.experiment_id)}")
 
 
 def _count(value: int | None, k: int, status: str | None = None) -> str:

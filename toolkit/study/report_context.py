@@ -172,14 +172,14 @@ def method_facts(entry: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, t) for k, t in facts if k in e and (t or k in ("conf_level", "loglik_null"))]
 
 
-def ordered_groups(groups: list[dict[str, Any]], by: str | None, d: DataDictionary) -> list[dict[str, Any]]:
-    """A grouped survival entry's groups in the dictionary's (or natural) order."""
+def ordered_groups(
+    groups: list[dict[str, Any]], by: str | None, d: DataDictionary, *, key: str = "group"
+) -> list[dict[str, Any]]:
+    """Groups (or subgroup cells, ``key="level"``) in the dictionary's (or natural) order."""
     if not by:
         return groups
-    order = d.order(by, [str(g["group"]) for g in groups])
-    return sorted(
-        groups, key=lambda g: order.index(str(g["group"])) if str(g["group"]) in order else len(order)
-    )
+    order = d.order(by, [str(g[key]) for g in groups])
+    return sorted(groups, key=lambda g: order.index(str(g[key])) if str(g[key]) in order else len(order))
 
 
 def kind_context(d: DataDictionary) -> dict[str, Any]:
@@ -191,6 +191,7 @@ def kind_context(d: DataDictionary) -> dict[str, Any]:
         "ordered_groups": lambda groups, by: ordered_groups(groups, by, d),
         "method_facts": method_facts,
         "cause_name": lambda code: d.level("event", code) if "event" in d.entries else f"cause {code}",
+        "in_order": lambda cells, var: ordered_groups(cells, var, d, key="level"),
     }
 
 

@@ -75,9 +75,15 @@ def configure(root: Path | str = "mlruns") -> str:
     return uri
 
 
-#: MLflow 3's UI opens an experiment on its runs when it is a "Machine learning" experiment; left
-#: unset it guesses, and may open an empty traces view
+#: The experiment is a "Machine learning" one (MLflow 3 lists its kind; left unset it guesses)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def runs_url(experiment_id: str | None, port: int = 5000) -> str:
+    """Where ``mlflow ui`` shows the experiment's runs.  MLflow 3.x's UI starts in its GenAI mode
+    (an experiment opens on an empty traces overview, whatever the experiment's kind);
+    ``workflowType=machine_learning`` opens it in the model-training mode, on the runs."""
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def ensure_experiment(name: str, root: Path | str = "mlruns") -> str:
