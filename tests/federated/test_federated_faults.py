@@ -256,3 +256,14 @@ def test_shared_bins_hold_zero_or_at_least_m_events_per_group_at_every_site(
 
 def test_base_index_puts_an_edge_in_the_bin_it_closes() -> None:
     np.testing.assert_array_equal(base_index(np.array([0.5, 1.0, 1.01, 30.0]), 1.0), [1, 1, 2, 30])
+
+
+def test_multiple_imputation_is_refused_naming_the_analysis(
+    pooled_registry: Path, site_registries: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each site could impute from its own rows only: the run stops before writing anything."""
+    mi = make_study(tmp_path / "mi", pooled_registry, ANALYSES, missing={"method": "multiple_imputation"})
+    out = tmp_path / "out"
+    with pytest.raises(FederatedError, match=r"analysis 'cox': multiple imputation is not available"):
+        run_federated(mi, InProcessTransport(_nodes(site_registries)), out=out)
+    assert not out.exists()

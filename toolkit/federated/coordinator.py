@@ -178,6 +178,7 @@ def _hello(
     mom: dict[str, list[float] | None] = {}
     attrition: list[list[dict[str, Any]]] = []
     quality: dict[tuple[str, str], list[int]] = {}
+    labels: dict[str, list[list[int]]] = {}
     attributes: dict[str, str] | None = None
     digests = []
     for site in sites:
@@ -200,6 +201,8 @@ def _hello(
                 else:
                     mom.setdefault(c, None)
             attrition.append(list(r["attrition"]))
+            for c, parts in r.get("horizon_labels", {}).items():
+                labels.setdefault(str(c), []).append([int(x) for x in parts][:3])
             for q in r.get("data_quality", []):
                 quality.setdefault((str(q["modality"]), str(q["issue"])), []).append(int(q["count"]))
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -225,6 +228,7 @@ def _hello(
     info = {
         "events": events,
         "attrition": _pool_attrition(attrition),
+        "horizon_counts": {c: _horizon_counts(p, len(sites), policy) for c, p in labels.items()},
         "attributes": attributes or {},
         "data_quality": [
             {"modality": m, "issue": i, "count": None if any(c < 0 for c in v) else sum(v)}
@@ -236,6 +240,18 @@ def _hello(
         ).hexdigest(),
     }
     return ctx, info
+
+
+def _horizon_counts(parts: list[list[int]], sites: int, policy: DisclosurePolicy) -> dict[str, int | None]:
+    """A horizon label's evaluable persons and events by the horizon, from the sites' parts
+    (events, outcome-free, unknown): withheld where a site withheld a part, or where a pooled
+    part is 1..k-1 (as :func:`toolkit.analysis.predict.counts.label_counts` does)."""
+    if len(parts) != sites or any(len(p) != 3 or min(p) < 0 for p in parts):
+        return {"n_evaluable": None, "events_at_horizon": None}
+    events, free, unknown = (sum(p[i] for p in parts) for i in range(3))
+    if any(policy.is_small(x) for x in (events, free, unknown)):
+        return {"n_evaluable": None, "events_at_horizon": None}
+    return {"n_evaluable": policy.count(events + free), "events_at_horizon": policy.count(events)}
 
 
 def _pool_attrition(tables: list[list[dict[str, Any]]]) -> pd.DataFrame:
@@ -290,7 +306,18 @@ def run_federated(
             for m in plan.spec.models
         ],
     }
-    cohort = CohortSummary(compiled.name, ctx.n, info["events"], compiled.horizons, info["attrition"])
+    cohort = CohortSummary(
+        compiled.name,
+        ctx.n,
+        info["events"],
+        compiled.horizons,
+        info["attrition"],
+        horizon_counts={
+            name: info["horizon_counts"][name]
+            for name, _ in compiled.horizons
+            if name in info["horizon_counts"]
+        },
+    )
     results = assemble_results(
         plan,
         cohort,

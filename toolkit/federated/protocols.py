@@ -9,19 +9,30 @@ model and a Kaplan-Meier analysis needs about as many rounds as its slowest Newt
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.describe import _smd_binary, table1
+from toolkit.analysis.describe import Table1Rows, table1
 from toolkit.analysis.design import is_categorical
 from toolkit.analysis.logistic import INTERCEPT, logistic_result, null_loglik
 from toolkit.analysis.plots import forest_plot
 from toolkit.analysis.survival.cox import CoxResult, CoxStats, cox_terms, newton_steps
 from toolkit.disclosure import DisclosurePolicy
+from toolkit.disclosure.audit import LinearTable
+from toolkit.disclosure.joint import (
+    ALL,
+    PRESENT,
+    Crosstab,
+    RunCells,
+    add_crosstab,
+    protect_run,
+    resolve_unknown,
+)
+from toolkit.disclosure.joint import MISSING as JOINT_MISSING
 from toolkit.errors import AnalysisError, FederatedError
 from toolkit.federated.assemble import expand, pooled_cox_stats
 from toolkit.federated.bins import CutProposal, shared_cuts
@@ -180,6 +191,34 @@ def _summaries(replies: Replies, p: int) -> tuple[int, int, np.ndarray, np.ndarr
     return n, events, sx, sxx, dropped
 
 
+def _complete_case_only(ctx: Context, a: Any) -> None:
+    if ctx.study.missing.method != "complete_case":
+        raise FederatedError(
+            f"analysis {a.name!r}: multiple imputation is not available in a federated run (each "
+            "site would impute from its own rows only); set missing: {method: complete_case}"
+        )
+
+
+def _missing_data(ctx: Context, covariates: Sequence[str], replies: Replies) -> dict[str, Any]:
+    """The complete-case statement a pooled fit carries (``missing_data``: the cohort, persons
+    lacking each covariate and any), from the sites' counts (None where a site withheld one)."""
+    lacking: list[list[int]] = [[] for _ in covariates]
+    removed = []
+    for site, r in replies.items():
+        m = _arr(site, r, "missing", 1, kind="i")
+        if m.shape != (len(covariates),):
+            raise garbage(site, "'missing' has the wrong size")
+        for j, c in enumerate(m):
+            lacking[j].append(int(c))
+        removed.append(_int(site, r, "lacking"))
+    variables = [
+        {"variable": c, "missing": _known_sum(m)}
+        for c, m in zip(covariates, lacking, strict=True)
+        if _known_sum(m) != 0
+    ]
+    return {"method": "complete_case", "n": ctx.n, "variables": variables, "removed": _known_sum(removed)}
+
+
 def _check_design(
     what: str, names: Sequence[str], n: int, sx: np.ndarray, sxx: np.ndarray, *, intercept: bool
 ) -> None:
@@ -220,7 +259,9 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
         "strata": a.strata,
         "base": ctx.options.time_base_days,
     }
-    n, events, sx, _sxx, dropped = _summaries((yield {"op": "cox_summary", **op}), p)
+    _complete_case_only(ctx, a)
+    summaries = yield {"op": "cox_summary", **op}
+    n, events, sx, _sxx, dropped = _summaries(summaries, p)
     if events == 0:
         raise AnalysisError(
             f"Cox: there are no events (code {cause} in column 'event'); a hazard ratio cannot be estimated"
@@ -255,7 +296,8 @@ def cox_protocol(ctx: Context, a: Any) -> Protocol:
     assert null is not None
     result = _cox_result(ctx, a, names, beta, final, null, iters, n=n, events=events, dropped=dropped)
     labels = {t.term: ctx.study.dictionary.term(t.term) for t in result.terms}
-    return result.to_dict(), {f"forest_{a.name}": forest_plot(result, labels=labels)}
+    entry = {**result.to_dict(), "missing_data": _missing_data(ctx, a.covariates, summaries)}
+    return entry, {f"forest_{a.name}": forest_plot(result, labels=labels)}
 
 
 def _checked_cox_reply(site: str, r: dict[str, Any], p: int) -> dict[str, Any]:
@@ -325,7 +367,9 @@ def logistic_protocol(ctx: Context, a: Any) -> Protocol:
     names = [INTERCEPT, *names]
     p = len(names)
     op = {"name": a.name, "outcome": a.outcome, "covariates": list(a.covariates), "levels": levels}
-    n, events, sx, sxx, dropped = _summaries((yield {"op": "logistic_summary", **op}), p)
+    _complete_case_only(ctx, a)
+    summaries = yield {"op": "logistic_summary", **op}
+    n, events, sx, sxx, dropped = _summaries(summaries, p)
     if events in (0, n):
         raise AnalysisError(f"logistic regression: outcome {a.outcome!r} has only one value")
     _check_design("logistic regression", names, n, sx, sxx, intercept=True)
@@ -360,15 +404,14 @@ def logistic_protocol(ctx: Context, a: Any) -> Protocol:
         iterations=iters,
         warnings=warnings,
     )
-    return res.to_dict(), {}
+    return {**res.to_dict(), "missing_data": _missing_data(ctx, a.covariates, summaries)}, {}
 
 
 # --- Table 1 ----------------------------------------------------------------------------
 WITHHELD = "withheld"
 
 
-def table1_protocol(ctx: Context, a: Any) -> Protocol:
-    by = a.by
+def _t1_kinds(ctx: Context, a: Any) -> dict[str, str]:
     kinds: dict[str, str] = {}
     for v in a.variables:
         if ctx.categorical(v):
@@ -376,6 +419,18 @@ def table1_protocol(ctx: Context, a: Any) -> Protocol:
         else:
             few = ctx.few_values.get(v)
             kinds[v] = "cat" if few is not None and len(few) <= 2 else "num"
+    return kinds
+
+
+def table1_protocol(ctx: Context, a: Any) -> Protocol:
+    """Table 1 from every site's counts, protected twice by the rules of a pooled run: each site
+    protects its replies together (toolkit.federated.site), and the pooled counts are protected
+    again, as one linear system, with the cells a site withheld unknown (withheld, and protected
+    as if they could be small)."""
+    by = a.by
+    kinds = _t1_kinds(ctx, a)
+    dt = {by: ctx.dtypes[by]} if by else {}
+    table = {"by": by, "variables": [[v, kinds[v]] for v in a.variables], "dtypes": {**ctx.dtypes}}
     bases: dict[str, float] = {}
     cuts: dict[str, np.ndarray | None] = {v: None for v in a.variables}
     num = [v for v in a.variables if kinds[v] == "num"]
@@ -384,62 +439,56 @@ def table1_protocol(ctx: Context, a: Any) -> Protocol:
             m = ctx.moments.get(v)
             sd = np.sqrt(max(m[2] / m[0] - (m[1] / m[0]) ** 2, 0.0)) if m else 0.0
             bases[v] = float(sd * ctx.options.value_base_sd) if sd > 0 else 1.0
-        props = yield {
-            "op": "multi",
-            "ops": {v: {"op": "value_cuts", "column": v, "by": by, "base": bases[v]} for v in num},
+        cut_ops = {
+            v: {"op": "value_cuts", "column": v, "by": by, "base": bases[v], "table": table} for v in num
         }
+        props = yield {"op": "multi", "ops": cut_ops}
         for v in num:
             cuts[v] = shared_cuts(_proposals({s: r[v] for s, r in props.items()}))
-    dt = {by: ctx.dtypes[by]} if by else {}
-    ops: dict[str, Any] = {"_sizes": {"op": "t1_sizes", "by": by, "dtypes": dt}}
+    ops: dict[str, Any] = {"_sizes": {"op": "t1_sizes", "by": by, "dtypes": dt, "table": table}}
     for v in a.variables:
+        base = {"column": v, "by": by, "dtypes": dt, "table": table}
         if kinds[v] == "cat":
-            ops[v] = {"op": "cat_counts", "column": v, "by": by, "dtype": ctx.dtypes[v], "dtypes": dt}
+            ops[v] = {"op": "cat_counts", "dtype": ctx.dtypes[v], **base}
         else:
-            ops[v] = {
-                "op": "value_hist",
-                "column": v,
-                "by": by,
-                "dtypes": dt,
-                "cuts": cuts[v],
-                "base": bases.get(v, 1.0),
-            }
+            ops[v] = {"op": "value_hist", "cuts": cuts[v], "base": bases.get(v, 1.0), **base}
     replies = yield {"op": "multi", "ops": ops}
+    return _t1_entry(ctx, a, kinds, replies, cuts), {}
+
+
+def _t1_entry(
+    ctx: Context, a: Any, kinds: dict[str, str], replies: Replies, cuts: dict[str, np.ndarray | None]
+) -> dict[str, Any]:
+    by = a.by
     labels, size = _group_sizes(replies)
-    groups = ["Overall"] + ([f"{by}={lv}" for lv in sorted(x for x in labels if x is not None)] if by else [])
-    member = {g: ([lab for lab in labels] if g == "Overall" else [g.split("=", 1)[1]]) for g in groups}
-    k = ctx.policy.min_cell
-
-    def cnt(n: int | None, denom: int | None = None) -> str:
-        if n is None:
-            return WITHHELD
-        shown = ctx.policy.count(n)
-        if shown is None:
-            return f"<{k}"
-        if denom is None:
-            return str(shown)
-        return f"{shown} ({100 * n / denom:.1f}%)" if denom else "–"
-
-    sizes = {
-        g: (ctx.n if g == "Overall" else _known_sum([x for lab in member[g] for x in size.get(lab, [])]))
-        for g in groups
-    }
-    rows: list[dict[str, Any]] = [
-        {
-            "label": "n",
-            "variable": None,
-            "cells": {g: cnt(sizes[g]) for g in groups},
-            "counts": {g: None if sizes[g] is None else ctx.policy.count(sizes[g]) for g in groups},
-            "smd": None,
-        }
-    ]
+    blv = sorted(x for x in labels if x is not None)
+    groups = ["Overall"] + ([f"{by}={lv}" for lv in blv] if by else [])
+    merged = _T1Merge(ctx, by, {lab: _known_sum(size.get(lab, [])) for lab in labels})
     for v in a.variables:
         per_site = {site: r[v] for site, r in replies.items()}
         if kinds[v] == "cat":
-            rows += _cat_rows(v, per_site, groups, member, cnt, ctx)
+            merged.categorical(v, per_site)
         else:
-            rows += _num_rows(v, per_site, groups, member, by, ctx, exact=cuts[v] is None)
-    return {"type": "table1", "by": by, "groups": groups, "rows": rows}, {}
+            merged.numeric(v, per_site)
+    status = merged.protect()
+    counts = merged.describe_counts(groups)
+    t1 = Table1Rows(ctx.policy, status, counts)
+    rows: list[dict[str, Any]] = [t1.count_row("n", None, ("n",), groups)]
+    for v in a.variables:
+        if kinds[v] == "cat":
+            rows += t1.categorical_rows(v, groups, two=len(groups) == 3, tests=False)
+        else:
+            per_site = {site: r[v] for site, r in replies.items()}
+            num = _num_rows(v, per_site, groups, {g: _members(g, labels) for g in groups}, by, ctx,
+                            exact=cuts[v] is None)  # fmt: skip
+            rows += [t1.missing_marks(r, v, groups) for r in num]
+    entry: dict[str, Any] = {"type": "table1", "by": by, "groups": groups, "rows": rows}
+    note = (
+        ctx.policy.footnote(status.get(k, "published") for k in counts.values) if ctx.policy.enabled else None
+    )
+    if note:
+        entry["disclosure_note"] = note
+    return entry
 
 
 def _group_sizes(replies: Replies) -> tuple[set[str | None], dict[str | None, list[int]]]:
@@ -458,63 +507,105 @@ def _group_sizes(replies: Replies) -> tuple[set[str | None], dict[str | None, li
     return labels, size
 
 
-def _cat_rows(
-    v: str, per_site: Replies, groups: list[str], member: dict[str, list[Any]], cnt: Any, ctx: Context
-) -> list[dict[str, Any]]:
-    levels = sorted({lv for r in per_site.values() for lv in r.get("levels", [])})
-    pos = {lv: i for i, lv in enumerate(levels)}
-    # pooled counts per group label and level (last column: missing); None when any site suppressed
-    pooled: dict[Any, list[list[int]]] = {}
-    for site, r in per_site.items():
-        c = _arr(site, r, "counts", 2, kind="i")
-        if not isinstance(r.get("cells"), list) or c.shape != (len(r["cells"]), len(r.get("levels", [])) + 1):
-            raise garbage(site, f"counts of {v!r} have the wrong shape")
-        for i, lab in enumerate(r["cells"]):
-            row = pooled.setdefault(lab, [[] for _ in range(len(levels) + 1)])
-            for j, lv in enumerate(r["levels"]):
-                row[pos[lv]].append(int(c[i, j]))
-            row[-1].append(int(c[i, -1]))
+def _members(group: str, labels: set[str | None]) -> list[Any]:
+    return list(labels) if group == "Overall" else [group.split("=", 1)[1]]
 
-    def group_counts(g: str) -> list[int | None]:
-        out: list[int | None] = []
-        for j in range(len(levels) + 1):
-            vals = [x for lab in member[g] for x in pooled.get(lab, [[]] * (len(levels) + 1))[j]]
-            out.append(_known_sum(vals))
+
+class _T1Merge:
+    """The pooled counts of a Table 1 (None where a site withheld its part), as cells of the
+    disclosure system (:mod:`toolkit.disclosure.joint`), and their statuses after protection."""
+
+    def __init__(self, ctx: Context, by: str | None, sizes: dict[str | None, int | None]) -> None:
+        self.ctx, self.by = ctx, by
+        self.sizes = {self._b(lab): n for lab, n in sizes.items()} if by else {ALL: ctx.n}
+        self.cells = RunCells()
+        self.cells.cell(("n",), ctx.n, shown=True)
+        self.names: dict[str, list[str]] = {}
+
+    @staticmethod
+    def _b(label: str | None) -> str:
+        return JOINT_MISSING if label is None else str(label)
+
+    def _add(self, v: str, numeric: bool, counts: dict[tuple[str, str], int | None]) -> None:
+        blevels = list(self.sizes)
+        full = {(lv, b): counts.get((lv, b), 0) for lv, _ in counts for b in blevels}
+        add_crosstab(self.cells, Crosstab(v, self.by, numeric=numeric), full, self.sizes)
+
+    def categorical(self, v: str, per_site: Replies) -> None:
+        pooled: dict[tuple[str, str], list[int]] = {}
+        for site, r in per_site.items():
+            c = _arr(site, r, "counts", 2, kind="i")
+            if not isinstance(r.get("cells"), list) or c.shape != (
+                len(r["cells"]),
+                len(r.get("levels", [])) + 1,
+            ):
+                raise garbage(site, f"counts of {v!r} have the wrong shape")
+            for i, lab in enumerate(r["cells"]):
+                b = self._b(lab) if self.by else ALL
+                for j, lv in enumerate([*r["levels"], JOINT_MISSING]):
+                    pooled.setdefault((str(lv), b), []).append(int(c[i, j]))
+        levels = [*sorted({lv for lv, _ in pooled} - {JOINT_MISSING}), JOINT_MISSING]
+        counts = {(lv, b): _known_sum(pooled.get((lv, b), [])) for lv in levels for b in self.sizes}
+        self._add(v, False, counts)
+
+    def numeric(self, v: str, per_site: Replies) -> None:
+        missing: dict[str, list[int]] = {}
+        present: dict[str, list[int]] = {}
+        for site, r in per_site.items():
+            hist = _arr(site, r, "counts", 2, kind="i")
+            miss = _arr(site, r, "missing", 1, kind="i")
+            wh = r.get("withheld")
+            if (
+                not isinstance(r.get("cells"), list)
+                or not isinstance(wh, np.ndarray)
+                or hist.shape[0] != len(r["cells"])
+            ):
+                raise garbage(site, f"histogram of {v!r} has the wrong shape")
+            for i, lab in enumerate(r["cells"]):
+                b = self._b(lab) if self.by else ALL
+                gone = bool(wh[i])
+                missing.setdefault(b, []).append(MISSING if gone else int(miss[i]))
+                present.setdefault(b, []).append(MISSING if gone else int(hist[i].sum()))
+        counts: dict[tuple[str, str], int | None] = {}
+        for b in self.sizes:
+            counts[(PRESENT, b)] = _known_sum(present.get(b, []))
+            counts[(JOINT_MISSING, b)] = _known_sum(missing.get(b, []))
+        self._add(v, True, counts)
+
+    def protect(self) -> dict[Hashable, str]:
+        """Statuses under Table 1's keys (``("n", group)``, ``(variable, level, group)``)."""
+        resolve_unknown(self.cells)
+        if not self.ctx.policy.enabled:  # the sites' own withheld cells stay withheld
+            decided = {
+                k: "complementary" if k in self.cells.unknown else "published"
+                for k in self.cells.table.values
+            }
+        else:
+            decided = dict(protect_run(self.cells, min_cell=self.ctx.policy.min_cell).status)
+        self.decided = decided
+        return {
+            k: ("published" if decided[c] == "unpublished" else decided[c]) for k, c in self._keys().items()
+        }
+
+    def _keys(self) -> dict[Hashable, Hashable]:
+        """Table 1's key -> the disclosure system's cell."""
+        out: dict[Hashable, Hashable] = {("n", "Overall"): ("n",)}
+        for b in self.sizes:
+            if self.by and b != JOINT_MISSING:
+                out[("n", f"{self.by}={b}")] = ("m", self.by, b)
+        for key in self.cells.table.values:
+            if key[0] == "m" and key[1] != self.by and key[2] != PRESENT:  # type: ignore[index]
+                out[(key[1], key[2], "Overall")] = key  # type: ignore[index]
+            elif key[0] == "x" and self.by:  # type: ignore[index]
+                (v, lv), (b_var, b) = sorted(key[1:], key=lambda p: p[0] == self.by)  # type: ignore[index]
+                if b != JOINT_MISSING and lv != PRESENT and b_var == self.by:
+                    out[(v, lv, f"{self.by}={b}")] = key
         return out
 
-    gc = {g: group_counts(g) for g in groups}
-    withheld = {g: any(x is None for x in gc[g]) for g in groups}
-    denom = {g: None if withheld[g] else int(sum(x for x in gc[g][:-1] if x is not None)) for g in groups}
-    two = len(groups) == 3
-    rows: list[dict[str, Any]] = []
-    for j, level in enumerate(levels):
-        counts = {g: None if withheld[g] else gc[g][j] for g in groups}
-        smd = None
-        if two and not (withheld[groups[1]] or withheld[groups[2]]) and denom[groups[1]] and denom[groups[2]]:
-            c1, c2, d1, d2 = counts[groups[1]], counts[groups[2]], denom[groups[1]], denom[groups[2]]
-            assert c1 is not None and c2 is not None and d1 and d2
-            smd = _smd_binary(c1 / d1, c2 / d2)
-        rows.append(
-            {
-                "label": f"{v} = {level}, n (%)",
-                "variable": v,
-                "level": level,
-                "cells": {g: cnt(counts[g], denom[g]) if not withheld[g] else WITHHELD for g in groups},
-                "counts": {g: None if counts[g] is None else ctx.policy.count(counts[g]) for g in groups},
-                "smd": smd,
-            }
-        )
-    miss = {g: None if withheld[g] else gc[g][-1] for g in groups}
-    rows.append(
-        {
-            "label": f"{v}, missing",
-            "variable": v,
-            "cells": {g: cnt(miss[g]) for g in groups},
-            "counts": {g: None if miss[g] is None else ctx.policy.count(miss[g]) for g in groups},
-            "smd": None,
-        }
-    )
-    return rows
+    def describe_counts(self, groups: list[str]) -> LinearTable:
+        """The pooled counts under Table 1's keys (0 where unknown: those cells are withheld)."""
+        values = self.cells.table.values
+        return LinearTable({k: int(values[c]) for k, c in self._keys().items()})
 
 
 def _num_rows(
@@ -561,6 +652,10 @@ def _num_rows(
             lab_col.append(lab)
             val_col.append(np.nan)
             reps.append(n)
+    if not val_col:  # every group withheld at some site: nothing to summarise
+        withheld_row = {g: WITHHELD for g in groups}
+        return [{"label": f"{v}, mean (SD)", "variable": v, "cells": withheld_row, "smd": None,
+                 "missing": dict.fromkeys(groups)}]  # fmt: skip
     byc = by or "_group"
     pseudo = expand({byc: np.asarray(lab_col, object), v: np.asarray(val_col, float)}, reps)
     t = table1(pseudo, [v], by=by, policy=ctx.policy)

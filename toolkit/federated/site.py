@@ -23,6 +23,8 @@ import pandas as pd
 from toolkit.analysis.design import design_matrix, is_categorical
 from toolkit.analysis.logistic import logistic_stats
 from toolkit.disclosure import DisclosurePolicy
+from toolkit.disclosure.joint import MISSING as JOINT_MISSING
+from toolkit.disclosure.joint import PRESENT, Crosstab, Decisions, x_key
 from toolkit.errors import FederatedError, SiteRefusal, ToolkitError
 from toolkit.federated.bins import assign, base_index, propose_cuts
 from toolkit.federated.limits import SiteLimits
@@ -103,6 +105,7 @@ class SiteNode:
         self.policy = DisclosurePolicy(self.limits.min_cell)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._data: dict[str, SiteData] = {}
+        self._t1: dict[tuple[int, str], Decisions] = {}
 
     # --- data ----------------------------------------------------------------------------
     def data(self, spec_json: dict[str, Any]) -> SiteData:
@@ -234,7 +237,13 @@ def _hello(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> R
             else [float(len(x)), float(x.sum()), float((x * x).sum())]
         )
     attrition = node.policy.attrition(data.attrition)
+    labels = {}  # per horizon label: outcome by h, outcome-free at h, unknown (1..k-1 withheld)
+    for c in (c for c in frame.columns if str(c).startswith("label_")):
+        v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        parts = (int((v == 1).sum()), int((v == 0).sum()), int(np.isnan(v).sum()))
+        labels[str(c)] = [node._count(x) for x in parts]
     return {
+        "horizon_labels": labels,
         "n": data.n,
         "events": data.events,
         "has_outcome": data.has_outcome,
@@ -345,10 +354,56 @@ def _value_sample(data: SiteData, op: dict[str, Any]) -> tuple[pd.Series, list[s
     return frame[op["column"]], labels, np.array([code[k] for k in keys], dtype=np.int64)
 
 
+def _t1_decisions(node: SiteNode, data: SiteData, op: dict[str, Any]) -> Decisions:
+    """What this site's Table 1 replies withhold: every count of the request (group sizes, each
+    variable's levels and missing per group, a numeric variable's count of values per group) is
+    one cell of one linear system, protected at once by the rules of a pooled run
+    (:meth:`DisclosurePolicy.decide`), so that no reply gives another's withheld cell away."""
+    table = op.get("table")
+    if not isinstance(table, dict) or not isinstance(table.get("variables"), list):
+        raise ValueError("Table 1 operations need the request's table (by and variables)")
+    key = (id(data), json.dumps(table, sort_keys=True, default=str))
+    if key in node._t1:
+        return node._t1[key]
+    by, dtypes = table.get("by"), table.get("dtypes") or {}
+    cols: dict[str, Any] = {}
+    if by:
+        cols[by] = [lab[0] for lab in _labels(data.frame, [by], dtypes)]
+    tabs = []
+    for v, kind in table["variables"]:
+        s = data.frame[v]
+        cols[v] = s.astype(dtypes[v]) if kind == "cat" and v in dtypes else s
+        numeric = kind != "cat"
+        tabs.append(Crosstab(v, by, numeric=numeric, margins=False, all_groups=True, values=numeric))
+    frame = pd.DataFrame({c: v if isinstance(v, list) else v.to_numpy() for c, v in cols.items()})
+    decided = node.policy.decide(frame, tabs)
+    node._t1[key] = decided
+    return decided
+
+
+def _t1_key(var: str, level: str, by: str | None, label: str | None) -> Any:
+    """The cell of ``var == level`` in the group ``label`` (the whole site without ``by``)."""
+    if not by:
+        return ("m", var, level)
+    return x_key((var, level), (by, JOINT_MISSING if label is None else label))
+
+
+def _withheld_groups(decided: Decisions, v: str, by: str | None, labels: list[str | None]) -> np.ndarray:
+    """Groups whose values of a numeric variable are not released: their missing count or their
+    count of values (a histogram's total) is withheld."""
+    return np.array(
+        [
+            decided.withheld(_t1_key(v, JOINT_MISSING, by, lab))
+            or decided.withheld(_t1_key(v, PRESENT, by, lab))
+            for lab in labels
+        ],
+        dtype=bool,
+    )
+
+
 def _value_cuts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
     s, labels, cell = _value_sample(data, op)
-    missing = np.bincount(cell[s.isna().to_numpy()], minlength=len(labels))
-    withheld = (missing > 0) & (missing < node.limits.min_cell)  # as in value_hist
+    withheld = _withheld_groups(_t1_decisions(node, data, op), op["column"], op.get("by"), labels)
     ok = s.notna().to_numpy() & ~withheld[cell]
     prop = propose_cuts(
         base_index(s[ok].astype(float).to_numpy(), float(op["base"])),
@@ -365,13 +420,13 @@ def _value_hist(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool)
 
     Releases per group: the missing count, and either the distinct values with their counts
     (exact) or per shared bin the count and the sum of the values in it (binned).  A group
-    whose missing count is between 1 and k-1 is withheld entirely (its size minus its counts
-    would reveal that count).
+    whose missing count or count of values the site's Table 1 decisions withhold
+    (:func:`_t1_decisions`) is withheld entirely.
     """
     s, labels, cell = _value_sample(data, op)
     ok = s.notna().to_numpy()
     missing = np.bincount(cell[~ok], minlength=len(labels))
-    withheld = (missing > 0) & (missing < node.limits.min_cell)
+    withheld = _withheld_groups(_t1_decisions(node, data, op), op["column"], op.get("by"), labels)
     keep = ok & ~withheld[cell]
     x = s[keep].astype(float).to_numpy()
     c = cell[keep]
@@ -397,34 +452,22 @@ def _value_hist(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool)
     return out
 
 
-def _suppress(values: np.ndarray, k: int) -> np.ndarray:
-    """Counts with 1..k-1 replaced by -1 and, when only one was, the next smallest too.
-
-    The cells of one reply add up to a total the coordinator also learns, so a single
-    suppressed cell could be recovered by subtraction (complementary suppression).
-    """
-    v = np.asarray(values, np.int64)
-    hide = (v > 0) & (v < k)
-    if hide.sum() == 1 and len(v) > 1:
-        others = [i for i in range(len(v)) if not hide[i]]
-        nonzero = [i for i in others if v[i] > 0]
-        hide[min(nonzero or others, key=lambda i: v[i])] = True
-    return np.where(hide, MISSING, v)
-
-
 def _t1_sizes(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
-    """Group sizes for Table 1 (they add up to the released cohort size: complementary suppression)."""
+    """Group sizes for Table 1, withheld as the site's Table 1 decisions say (:func:`_t1_decisions`)."""
     _, labels, cell = _value_sample(data, {**op, "column": data.frame.columns[0]})
     sizes = np.bincount(cell, minlength=len(labels))
-    return {"cells": labels, "size": _suppress(sizes, node.limits.min_cell)}
+    by = op.get("by")
+    if by:
+        decided = _t1_decisions(node, data, op)
+        hide = [decided.withheld(("m", by, JOINT_MISSING if lab is None else lab)) for lab in labels]
+        sizes = np.where(hide, MISSING, sizes)
+    return {"cells": labels, "size": sizes}
 
 
 def _cat_counts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
-    """Counts per group and level of a categorical variable, the last column the missing count.
-
-    Each group's row adds up to the group size, so small counts are suppressed (-1) with
-    complementary suppression within the row.
-    """
+    """Counts per group and level of a categorical variable, the last column the missing count,
+    withheld (-1) as the site's Table 1 decisions say (:func:`_t1_decisions`): each group's row
+    adds up to its size and every reply shares the group sizes, so they are protected together."""
     s, labels, cell = _value_sample(data, op)
     dtype = op.get("dtype")
     if dtype:
@@ -437,13 +480,13 @@ def _cat_counts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool)
     if ok.any():
         np.add.at(counts, (cell[ok], np.array([index[v] for v in text[ok]], np.int64)), 1)
     counts[:, -1] = np.bincount(cell[~ok], minlength=len(labels))
-    return {
-        "cells": labels,
-        "levels": levels,
-        "counts": np.vstack([_suppress(row, node.limits.min_cell) for row in counts])
-        if len(labels)
-        else counts,
-    }
+    decided = _t1_decisions(node, data, op)
+    by, v = op.get("by"), op["column"]
+    for i, lab in enumerate(labels):
+        for j, lv in enumerate([*levels, JOINT_MISSING]):
+            if decided.withheld(_t1_key(v, lv, by, lab)):
+                counts[i, j] = MISSING
+    return {"cells": labels, "levels": levels, "counts": counts}
 
 
 def _design(
@@ -467,6 +510,16 @@ def _cox_sample(
     return x, t, d, strata, dropped
 
 
+def _lacking(node: SiteNode, data: SiteData, covariates: list[str]) -> Reply:
+    """Persons lacking each covariate, and any (the regression's missing-data statement), 1..k-1
+    withheld."""
+    na = data.frame[covariates].isna()
+    return {
+        "missing": np.array([node._count(int(na[c].sum())) for c in covariates], dtype=np.int64),
+        "lacking": node._count(int(na.any(axis=1).sum())),
+    }
+
+
 def _moments(x: np.ndarray) -> Reply:
     return {"sum_x": x.sum(axis=0), "sum_xx": x.T @ x}
 
@@ -477,7 +530,8 @@ def _cox_summary(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool
     what = f"Cox model {op.get('name', '')}".strip()
     node._check_sample(len(d), int(d.sum()), what, parameters=x.shape[1] if x.size else 1)
     node._check_groups({s: strata.count(s) for s in set(strata)}, f"{what}: strata")
-    return {"n": len(d), "events": int(d.sum()), "dropped": node._count(dropped), **_moments(x)}
+    return {"n": len(d), "events": int(d.sum()), "dropped": node._count(dropped),
+            **_lacking(node, data, op["covariates"]), **_moments(x)}  # fmt: skip
 
 
 def _cox_cuts(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
@@ -572,7 +626,8 @@ def _logistic_summary(node: SiteNode, data: SiteData, op: dict[str, Any], exact:
     x, y, dropped = _logistic_sample(data, op)
     what = f"logistic regression {op.get('name', '')}".strip()
     node._check_sample(len(y), int(min(y.sum(), len(y) - y.sum())), what, parameters=x.shape[1])
-    return {"n": len(y), "events": int(y.sum()), "dropped": node._count(dropped), **_moments(x)}
+    return {"n": len(y), "events": int(y.sum()), "dropped": node._count(dropped),
+            **_lacking(node, data, op["covariates"]), **_moments(x)}  # fmt: skip
 
 
 def _logistic_stats(node: SiteNode, data: SiteData, op: dict[str, Any], exact: bool) -> Reply:
