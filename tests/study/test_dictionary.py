@@ -115,3 +115,32 @@ def test_multiple_imputation_pools_every_coefficient(rng: np.random.Generator) -
         e, _ = run_analysis(PARSE.validate_python({"type": kind, "name": kind, "covariates": ["x", "lab"], **extra}),
                             frame, DisclosurePolicy(), mi)  # fmt: skip
         assert e["missing_data"]["method"] == "multiple_imputation", kind
+
+
+def test_table1_shows_a_yes_no_variable_in_one_row_with_its_test(rng: np.random.Generator) -> None:
+    """diabetes (0/1) takes one row, its "yes" counts, labelled by the dictionary; the chi-squared
+    p of the variable stays with it; a three-level variable keeps its rows; missing rows stay."""
+    from toolkit.analysis.describe import table1
+    from toolkit.study.report_context import table1_view
+
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "sex": rng.choice(["F", "M"], n),
+            "diabetes": rng.choice([0, 1], n).astype(float),
+            "nyha": rng.choice(["I", "II", "III"], n),
+        }
+    )
+    frame.loc[:30, "diabetes"] = np.nan
+    entry = table1(frame, ["diabetes", "nyha"], by="sex", tests=True).to_dict()
+    d = DataDictionary({"diabetes": Variable(label="Diabetes")}, frozenset())
+    view = table1_view(entry, d)
+    labels = [r["label"] for r in view["rows"]]
+    diabetes = [r for r in view["rows"] if r.get("variable") == "diabetes" and r.get("level") is not None]
+    assert len(diabetes) == 1 and diabetes[0]["level"] in ("1", "1.0", 1, 1.0)
+    assert diabetes[0]["label"] == "Diabetes, n (%)"
+    assert diabetes[0]["p"] is not None and diabetes[0]["test"] == "chi-squared"
+    yes = int(((frame["diabetes"] == 1) & (frame["sex"] == "F")).sum())
+    assert diabetes[0]["cells"]["sex=F"].startswith(f"{yes} (")
+    assert sum(r.get("variable") == "nyha" and r.get("level") is not None for r in view["rows"]) == 3
+    assert any(label.startswith("Diabetes") and "missing" in label for label in labels)

@@ -27,6 +27,7 @@ def test_study_run_and_its_parts_render(gbsg2_run) -> None:  # type: ignore[no-u
 def test_planned_steps_name_every_step_in_order(gbsg2_run) -> None:  # type: ignore[no-untyped-def]
     run, _, _ = gbsg2_run
     assert planned_steps(run.spec) == [
+        "registry",
         "cohort",
         "features",
         "analysis table1_by_therapy",

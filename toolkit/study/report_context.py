@@ -104,7 +104,7 @@ def table1_view(entry: dict[str, Any], d: DataDictionary) -> dict[str, Any]:
     if by:
         order = d.order(by, [g["level"] for g in groups if g["level"] is not None])
         groups.sort(key=lambda g: -1 if g["level"] is None else order.index(g["level"]))
-    rows = [{**r, "label": _row_label(r, d)} for r in entry["rows"]]
+    rows = [{**r, "label": _row_label(r, d), "raw_label": r["label"]} for r in entry["rows"]]
     return {"groups": groups, "rows": _levels_in_order(rows, d), "by_label": d.with_unit(by) if by else None}
 
 
@@ -138,9 +138,31 @@ def _levels_in_order(rows: list[dict[str, Any]], d: DataDictionary) -> list[dict
             continue
         block = rows[i:j]
         order = d.order(str(block[0]["variable"]), [str(r["level"]) for r in block])
-        out += sorted(block, key=lambda r: order.index(str(r["level"])))
+        block = sorted(block, key=lambda r: order.index(str(r["level"])))
+        out += _one_row_if_binary(block, d)
         i = j
     return out
+
+
+#: The levels of a yes/no variable as results.json writes them (0/1 indicators, booleans)
+_BINARY = ({"0", "1"}, {"0.0", "1.0"}, {"False", "True"}, {"false", "true"})
+
+
+def _one_row_if_binary(block: list[dict[str, Any]], d: DataDictionary) -> list[dict[str, Any]]:
+    """A yes/no variable takes one row, its "yes" count (the "no" count is its complement in
+    each column, shown by the group's n and the missing row); the test's p moves with it."""
+    levels = {str(r["level"]) for r in block}
+    if len(block) != 2 or levels not in _BINARY:
+        return block
+    no, yes = sorted(block, key=lambda r: str(r["level"]).lower() in ("1", "1.0", "true"))
+    v = str(yes["variable"])
+    raw = str(yes.get("raw_label") or "")
+    rest = raw.split(",", 1)[1] if "," in raw else " n (%)"
+    row = {**yes, "label": f"{d.label(v)},{rest}"}
+    for key in ("p", "test"):
+        if row.get(key) is None and no.get(key) is not None:
+            row[key] = no[key]
+    return [row]
 
 
 def method_facts(entry: dict[str, Any]) -> list[tuple[str, str]]:
