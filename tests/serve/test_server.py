@@ -71,7 +71,9 @@ def test_patient_view_returns_a_spec_valid_card(server: str) -> None:
     assert card["indicator"] in {"info", "warning", "critical"}
     assert card["source"]["label"] and card["source"]["url"].endswith("/agents/gbsg2-recurrence/model-card")
     uuid.UUID(card["uuid"])
-    assert "Top contributing factors" in card["detail"] and f"({FULL[0]['effectiveDateTime']})" in card["detail"]
+    assert (
+        "Top contributing factors" in card["detail"] and f"({FULL[0]['effectiveDateTime']})" in card["detail"]
+    )
     assert "Hormonal therapy" in card["detail"] or "hormone" in card["detail"].lower()
 
 
