@@ -327,14 +327,19 @@ def fit_with_inner_cv(
     return fit_model(table.rows, table.labels, thresholds=best[1], seed=seed)
 
 
+def _by_person(notes: Sequence[Note]) -> list[list[Note]]:
+    """The notes grouped by person (first appearance order), each person's notes in file order."""
+    groups: dict[str, list[Note]] = defaultdict(list)
+    for n in notes:
+        groups[_person(n)].append(n)
+    return list(groups.values())
+
+
 def _spans_with(
     engine: NoteDeidentifier, notes: Sequence[Note], prepared: Prepared, probs: dict[str, np.ndarray]
 ) -> dict[str, list[Span]]:
-    by_person: dict[str, list[Note]] = defaultdict(list)
-    for n in notes:
-        by_person[_person(n)].append(n)
     out: dict[str, list[Span]] = {}
-    for group in by_person.values():
+    for group in _by_person(notes):
         spans = engine.spans_from(
             [n.text for n in group],
             [prepared[n.note_id][0] for n in group],
@@ -383,11 +388,8 @@ def find_by_person(
     engine: NoteDeidentifier, notes: Sequence[Note], *, prepared: Prepared | None = None
 ) -> dict[str, list[Span]]:
     """Spans per note id, each person's notes read together."""
-    by_person: dict[str, list[Note]] = defaultdict(list)
-    for n in notes:
-        by_person[_person(n)].append(n)
     out: dict[str, list[Span]] = {}
-    for group in by_person.values():
+    for group in _by_person(notes):
         pre = [prepared[n.note_id] for n in group] if prepared is not None else None
         for n, spans in zip(group, engine.find_many([n.text for n in group], prepared=pre), strict=True):
             out[n.note_id] = spans

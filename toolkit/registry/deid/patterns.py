@@ -192,92 +192,9 @@ _HISTORY = frozenset(
         "born",
     ]
 )
-_YEAR_CUES = frozenset(
-    [
-        "mi",
-        "cabg",
-        "cva",
-        "avr",
-        "mvr",
-        "redo",
-        "ptca",
-        "stent",
-        "stents",
-        "pacer",
-        "pacemaker",
-        "ablation",
-        "chole",
-        "cholecystectomy",
-        "repair",
-        "tah",
-        "bso",
-        "dx",
-        "diagnosed",
-        "appy",
-        "appendectomy",
-        "hysterectomy",
-        "tia",
-        "pe",
-        "dvt",
-        "ca",
-        "cancer",
-        "surgery",
-        "since",
-        "in",
-        "of",
-        "year",
-        "yr",
-        "born",
-        "is",
-        "was",
-        "during",
-        "circa",
-    ]
-    + [
-        m
-        for m in (
-            [
-                "january",
-                "february",
-                "march",
-                "april",
-                "may",
-                "june",
-                "july",
-                "august",
-                "september",
-                "october",
-                "november",
-                "december",
-            ]
-        )
-    ]
-)
-_ORDINAL_NOT_DATE = frozenset(
-    [
-        "degree",
-        "time",
-        "times",
-        "attempt",
-        "dose",
-        "day",
-        "floor",
-        "rib",
-        "ics",
-        "grade",
-        "try",
-        "ventricle",
-        "finger",
-        "toe",
-        "space",
-        "intercostal",
-        "nerve",
-        "cranial",
-        "lumbar",
-        "percentile",
-        "generation",
-        "line",
-    ]
+#: words before a year: the history words, a few verbs and prepositions, and the months
+_YEAR_CUES = (
+    _HISTORY | frozenset(["of", "is", "was", "during", "circa", "may"]) | frozenset(_MONTH_FULL.split("|"))
 )
 _ORDINAL_NOT_DATE = frozenset(
     [
