@@ -21,11 +21,11 @@ from toolkit.analysis.figure import (
     TimeAxis,
     apply_time_axis,
     at_risk_table,
-    figure_overlaps,
     in_view,
     render,
     time_axis,
     time_range,
+    without_overlaps,
 )
 from toolkit.analysis.labels import format_p
 from toolkit.analysis.plots import CurveText
@@ -54,13 +54,11 @@ def cif_figure(
     names = text.order(by_group)
     end = time_range(np.concatenate([c.time for c in by_group.values()]), horizon=horizon, until=until)
     axis = time_axis(end, label=text.time_label)
-    while True:
-        fig = _draw(result, names, by_group, axis, policy, text, censor_marks, cause_labels or {},
-                    set(withheld_n), title)  # fmt: skip
-        if len(axis.ticks) <= 3 or not figure_overlaps(fig):
-            return fig
-        plt.close(fig)
-        axis = axis.thinned()
+    return without_overlaps(
+        lambda ax: _draw(result, names, by_group, ax, policy, text, censor_marks, cause_labels or {},
+                         set(withheld_n), title),
+        axis,
+    )  # fmt: skip
 
 
 def _draw(

@@ -10,7 +10,7 @@ place that stores or writes a plot as bytes keeps working; the SVG travels with 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import matplotlib
@@ -135,6 +135,17 @@ def figure_overlaps(fig: plt.Figure) -> list[tuple[str, str]]:
         if at_risk:  # the numbers of every row together with the row labels beside them
             found += overlapping([*at_risk, *ax.get_yticklabels()])
     return found
+
+
+def without_overlaps(draw: Callable[[TimeAxis], plt.Figure], axis: TimeAxis) -> plt.Figure:
+    """``draw(axis)``, with the time ticks thinned until no label overlaps another (three ticks
+    at the least)."""
+    while True:
+        fig = draw(axis)
+        if len(axis.ticks) <= 3 or not figure_overlaps(fig):
+            return fig
+        plt.close(fig)
+        axis = axis.thinned()
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from toolkit.analysis.figure import (
     TimeAxis,
     apply_time_axis,
     at_risk_table,
-    figure_overlaps,
     in_view,
     render,
     time_axis,
     time_range,
+    without_overlaps,
 )
 from toolkit.analysis.labels import format_p, ordered
 from toolkit.analysis.survival.cox import CoxResult
@@ -104,12 +104,10 @@ def km_figure(
     names = text.order(by_group)
     end = time_range(np.concatenate([c.time for c in by_group.values()]), horizon=horizon, until=until)
     axis = time_axis(end, label=text.time_label)
-    while True:
-        fig = _km_draw(result, names, by_group, axis, policy, text, censor_marks, set(withheld_n), title)
-        if len(axis.ticks) <= 3 or not figure_overlaps(fig):
-            return fig
-        plt.close(fig)
-        axis = axis.thinned()
+    return without_overlaps(
+        lambda ax: _km_draw(result, names, by_group, ax, policy, text, censor_marks, set(withheld_n), title),
+        axis,
+    )
 
 
 def _km_draw(
