@@ -22,6 +22,19 @@ class Design:
     levels: dict[str, tuple[str, ...]]  # categorical column -> all levels (first is reference)
 
 
+def complete_cases(frame: pd.DataFrame, cols: Sequence[str], what: str) -> tuple[pd.DataFrame, list[str]]:
+    """The rows with every column in ``cols`` present, and the warning that says how many were left
+    out; a column not in the frame is an error naming the analysis (``what``)."""
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise AnalysisError(f"{what}: columns {missing} not in the data; available: {list(frame.columns)}")
+    data = frame.dropna(subset=list(cols))
+    warnings = []
+    if len(data) < len(frame):
+        warnings.append(f"{len(frame) - len(data)} rows with missing values were left out (complete cases)")
+    return data, warnings
+
+
 def is_categorical(s: pd.Series) -> bool:
     return not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
 

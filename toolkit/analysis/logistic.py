@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from toolkit.analysis.design import design_matrix
+from toolkit.analysis.design import complete_cases, design_matrix
 from toolkit.analysis.survival.cox import CoxStats, newton_raphson
 from toolkit.errors import AnalysisError
 
@@ -153,15 +153,7 @@ def fit_logistic(
     Text covariates become indicators against their first sorted level.
     """
     cols = [outcome, *covariates]
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise AnalysisError(
-            f"logistic regression: columns {missing} not in the data; available: {list(frame.columns)}"
-        )
-    data = frame.dropna(subset=cols)
-    warnings = []
-    if len(data) < len(frame):
-        warnings.append(f"{len(frame) - len(data)} rows with missing values were left out (complete cases)")
+    data, warnings = complete_cases(frame, cols, "logistic regression")
     y = data[outcome].astype(float).to_numpy()
     if not np.isin(y, (0.0, 1.0)).all():
         raise AnalysisError(f"logistic regression: outcome {outcome!r} must be 0/1")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from toolkit.analysis.design import design_matrix
+from toolkit.analysis.design import complete_cases, design_matrix
 from toolkit.errors import AnalysisError, ConvergenceError
 
 Dist = Literal["weibull", "lognormal", "loglogistic"]
@@ -249,13 +249,7 @@ def _prepare(
     frame: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]
 ) -> tuple[pd.DataFrame, list[str]]:
     cols = [duration, event, *covariates]
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise AnalysisError(f"AFT: columns {missing} not in the data; available: {list(frame.columns)}")
-    data = frame.dropna(subset=cols)
-    warnings = []
-    if len(data) < len(frame):
-        warnings.append(f"{len(frame) - len(data)} rows with missing values were left out (complete cases)")
+    data, warnings = complete_cases(frame, cols, "AFT")
     bad = int((data[duration].astype(float) <= 0).sum())
     if bad:
         raise AnalysisError(

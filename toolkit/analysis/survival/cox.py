@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from toolkit.analysis.design import Design, design_matrix
+from toolkit.analysis.design import Design, complete_cases, design_matrix
 from toolkit.analysis.survival.phtest import PHTestResult, cox_zph
 from toolkit.errors import AnalysisError, ConvergenceError
 
@@ -336,13 +336,7 @@ def fit_cox(
     from toolkit.analysis.survival.concordance import concordance_index
 
     cols = [time, event, *covariates] + [c for c in (strata, cluster) if c]
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise AnalysisError(f"Cox: columns {missing} not in the data; available: {list(frame.columns)}")
-    data = frame.dropna(subset=cols)
-    warnings = []
-    if len(data) < len(frame):
-        warnings.append(f"{len(frame) - len(data)} rows with missing values were left out (complete cases)")
+    data, warnings = complete_cases(frame, cols, "Cox")
     design = design_matrix(data, covariates)
     x = design.matrix
     t = data[time].to_numpy(float)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from toolkit.analysis.design import design_matrix
+from toolkit.analysis.design import complete_cases, design_matrix
 from toolkit.analysis.survival.cox import CoxStats, newton_raphson
 from toolkit.errors import AnalysisError
 
@@ -234,15 +234,9 @@ def fine_gray(
     if not covariates:
         raise AnalysisError("Fine-Gray: give at least one covariate")
     cols = [time, event, *covariates]
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise AnalysisError(f"Fine-Gray: columns {missing} not in the data; available: {list(frame.columns)}")
+    data, warnings = complete_cases(frame, cols, "Fine-Gray")
     if int(cause) < 1:
         raise AnalysisError(f"Fine-Gray: cause must be an event code >= 1; got {cause}")
-    data = frame.dropna(subset=cols)
-    warnings: list[str] = []
-    if len(data) < len(frame):
-        warnings.append(f"{len(frame) - len(data)} rows with missing values were left out (complete cases)")
     if len(data) == 0:
         raise AnalysisError("Fine-Gray: no complete rows")
     from toolkit.analysis.survival.cif import _event_codes
