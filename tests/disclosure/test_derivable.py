@@ -24,7 +24,8 @@ from toolkit.disclosure.derive import derive_results
 from toolkit.disclosure.scan import scan_html, scan_json
 
 
-def _two_way(cells: dict[tuple[str, str], int]) -> LinearTable:
+def two_way(cells: dict[tuple[str, str], int]) -> LinearTable:
+    """A two-way table with its row, column and grand totals (the grand total the sum of the columns)."""
     rows = sorted({r for r, _ in cells})
     cols = sorted({c for _, c in cells})
     t = LinearTable(dict(cells))
@@ -53,7 +54,7 @@ def _brute(t: LinearTable, hidden: list[tuple[str, str]], top: int) -> dict[tupl
 def test_lp_bounds_equal_brute_force_enumeration(rng: np.random.Generator) -> None:
     for _ in range(6):
         cells = {(r, c): int(rng.integers(0, 9)) for r in "ab" for c in "xyz"}
-        t = _two_way(cells)
+        t = two_way(cells)
         hidden = [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y")]
         lp = bounds(t, hidden)
         ref = _brute(t, hidden, top=max(t.values.values()))
@@ -62,7 +63,7 @@ def test_lp_bounds_equal_brute_force_enumeration(rng: np.random.Generator) -> No
 
 def test_the_table1_hole_is_determined_and_complementary_suppression_closes_it() -> None:
     cells = {("F", "85+"): 34, ("M", "85+"): 4, ("F", "<85"): 36, ("M", "<85"): 26}
-    t = _two_way(cells)
+    t = two_way(cells)
     found = exposures(t, {("M", "85+")}, min_cell=10)
     assert [(e.cells, e.why, e.lower) for e in found] == [((("M", "85+"),), "determined", 4.0)]
     status = protect(t, min_cell=10, fixed={("T", "85+"): "published", ("T", "T"): "published"})

@@ -22,22 +22,15 @@ from toolkit.disclosure.audit import LinearTable, exposures, labelled_exposures,
 from toolkit.disclosure.derive import derive_results
 from toolkit.disclosure.suppress import information_loss, suppress
 
+from .test_derivable import two_way
+
 K = 10
 
 
 def _two_way(cells: dict[tuple[str, str], int]) -> LinearTable:
-    rows = sorted({r for r, _ in cells})
-    cols = sorted({c for _, c in cells})
-    t = LinearTable(dict(cells))
-    for r in rows:
-        t.add((r, "T"), sum(cells[(r, c)] for c in cols))
-        t.relate((r, "T"), [(r, c) for c in cols])
-    for c in cols:
-        t.add(("T", c), sum(cells[(r, c)] for r in rows))
-        t.relate(("T", c), [(r, c) for r in rows])
-    t.add(("T", "T"), sum(cells.values()))
-    t.relate(("T", "T"), [("T", c) for c in cols])
-    t.relate(("T", "T"), [(r, "T") for r in rows])
+    """The two-way table of test_derivable, its grand total also the sum of the row totals."""
+    t = two_way(cells)
+    t.relate(("T", "T"), [(r, "T") for r in sorted({r for r, _ in cells})])
     return t
 
 
