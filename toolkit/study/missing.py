@@ -21,9 +21,6 @@ from pydantic import Field
 
 from toolkit.specs import Frozen
 
-#: The analysis kinds a ``missing:`` policy applies to (regressions with pooled coefficients).
-REGRESSION_KINDS = ("cox", "logistic", "aft", "fine_gray")
-
 
 class MissingSpec(Frozen):
     """How the regression analyses handle persons with a missing covariate."""

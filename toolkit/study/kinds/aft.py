@@ -46,7 +46,7 @@ def run(a: AFTAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: 
     def fit(d: pd.DataFrame) -> dict[str, Any]:
         return fit_aft(d, covariates=a.covariates, dist=a.dist).to_dict()
 
-    return fit_with_policy("aft", fit, data, a.covariates, context, outcome=survival_outcome(data)), {}
+    return fit_with_policy(fit, data, a.covariates, context, outcome=survival_outcome(data)), {}
 
 
 def columns(a: AFTAnalysis) -> Iterator[ColumnRef]:

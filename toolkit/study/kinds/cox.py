@@ -56,7 +56,14 @@ def run(a: CoxAnalysis, frame: pd.DataFrame, policy: DisclosurePolicy, context: 
             cause=a.cause,
         ).to_dict()
 
-    entry = fit_with_policy("cox", fit, data, a.covariates, context, outcome=survival_outcome(data, a.cause))
+    entry = fit_with_policy(
+        fit,
+        data,
+        a.covariates,
+        context,
+        outcome=survival_outcome(data, a.cause),
+        ratio=("hr", "hr_lower", "hr_upper"),
+    )
     used = data.dropna(subset=a.covariates) if entry["missing_data"]["method"] == "complete_case" else data
     rows = forest_rows(
         entry, a.covariates, data, used, (data["event"] == a.cause).to_numpy(), context, policy

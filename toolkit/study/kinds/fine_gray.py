@@ -46,7 +46,14 @@ def run(
     def fit(d: pd.DataFrame) -> dict[str, Any]:
         return fine_gray(d, covariates=a.covariates, cause=a.cause).to_dict()
 
-    return fit_with_policy("fine_gray", fit, data, a.covariates, context, outcome=competing_outcome(data)), {}
+    return fit_with_policy(
+        fit,
+        data,
+        a.covariates,
+        context,
+        outcome=competing_outcome(data),
+        ratio=("shr", "shr_lower", "shr_upper"),
+    ), {}
 
 
 def columns(a: FineGrayAnalysis) -> Iterator[ColumnRef]:

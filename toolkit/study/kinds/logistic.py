@@ -34,7 +34,9 @@ def run(
         return fit_logistic(d, outcome=a.outcome, covariates=a.covariates).to_dict()
 
     outcome = {"outcome": frame[a.outcome].astype(float).to_numpy()}
-    return fit_with_policy("logistic", fit, frame, a.covariates, context, outcome=outcome), {}
+    return fit_with_policy(
+        fit, frame, a.covariates, context, outcome=outcome, ratio=("odds_ratio", "or_lower", "or_upper")
+    ), {}
 
 
 def columns(a: LogisticAnalysis) -> Iterator[ColumnRef]:

@@ -27,27 +27,24 @@ if TYPE_CHECKING:
     from toolkit.study.kinds.base import RunContext
 
 Fit = Callable[["pd.DataFrame"], dict[str, Any]]
-#: Ratio columns of each kind's coefficient rows: (estimate, lower, upper), exp(coef).
-RATIOS = {
-    "cox": ("hr", "hr_lower", "hr_upper"),
-    "logistic": ("odds_ratio", "or_lower", "or_upper"),
-    "fine_gray": ("shr", "shr_lower", "shr_upper"),
-    "aft": None,
-}
+#: A kind's ratio columns (estimate, lower, upper: exp of the coefficient and its interval)
+Ratio = tuple[str, str, str]
 #: What Rubin's rules leave unpooled: left out of a pooled entry.
 UNPOOLED = ("loglik", "loglik_null", "lr_test", "ph_test", "iterations", "scale", "concordance")
 
 
 def fit_with_policy(
-    kind: str,
     fit: Fit,
     frame: pd.DataFrame,
     covariates: Sequence[str],
     context: RunContext,
     *,
     outcome: dict[str, np.ndarray],
+    ratio: Ratio | None = None,
 ) -> dict[str, Any]:
-    """The kind's entry under the study's missing-data policy, with ``missing_data`` stating it."""
+    """The kind's entry under the study's missing-data policy, with ``missing_data`` stating it;
+    ``ratio`` names the entry's exp(coef) columns (None for a kind without them), which a pooled
+    entry recomputes from the pooled estimates."""
     if any(c not in frame.columns for c in covariates):
         return fit(frame)  # the fit names the unknown column
     lacking = {c: int(frame[c].isna().sum()) for c in covariates if frame[c].isna().any()}
@@ -67,9 +64,7 @@ def fit_with_policy(
         frame, covariates, outcome=outcome, m=m.imputations, iterations=m.iterations, seed=context.seed
     )
     fits = [fit(d) for d in completed]
-    entry, pooled = pool_entries(
-        fits, RATIOS[kind], df_complete=float(len(frame) - len(fits[0]["coefficients"]))
-    )
+    entry, pooled = pool_entries(fits, ratio, df_complete=float(len(frame) - len(fits[0]["coefficients"])))
     block.update(
         removed=0, imputations=m.imputations, iterations=m.iterations, library=LIBRARY, pooled=pooled
     )
