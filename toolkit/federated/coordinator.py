@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from toolkit.analysis.predict.counts import parts_counts
 from toolkit.cohort.compile import compile_cohort
 from toolkit.disclosure import DisclosurePolicy
 from toolkit.errors import FederatedError, SiteRefusal
@@ -249,9 +250,7 @@ def _horizon_counts(parts: list[list[int]], sites: int, policy: DisclosurePolicy
     if len(parts) != sites or any(len(p) != 3 or min(p) < 0 for p in parts):
         return {"n_evaluable": None, "events_at_horizon": None}
     events, free, unknown = (sum(p[i] for p in parts) for i in range(3))
-    if any(policy.is_small(x) for x in (events, free, unknown)):
-        return {"n_evaluable": None, "events_at_horizon": None}
-    return {"n_evaluable": policy.count(events + free), "events_at_horizon": policy.count(events)}
+    return parts_counts(events, free, unknown, policy)
 
 
 def _pool_attrition(tables: list[list[dict[str, Any]]]) -> pd.DataFrame:

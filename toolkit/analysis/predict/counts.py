@@ -49,10 +49,15 @@ def label_counts(label: Any, policy: DisclosurePolicy) -> dict[str, int | None]:
     values = pd.to_numeric(pd.Series(label), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     evaluable = int((~np.isnan(values)).sum())
     events = int((values == 1).sum())
-    parts = (events, evaluable - events, len(values) - evaluable)
-    if any(policy.is_small(p) for p in parts):
+    return parts_counts(events, evaluable - events, len(values) - evaluable, policy)
+
+
+def parts_counts(events: int, free: int, unknown: int, policy: DisclosurePolicy) -> dict[str, int | None]:
+    """The same from the three parts a horizon splits the persons into (outcome by it,
+    outcome-free at it, unknown): both counts withheld when any part is 1..k-1."""
+    if any(policy.is_small(p) for p in (events, free, unknown)):
         return {"n_evaluable": None, "events_at_horizon": None}
-    return {"n_evaluable": policy.count(evaluable), "events_at_horizon": policy.count(events)}
+    return {"n_evaluable": policy.count(events + free), "events_at_horizon": policy.count(events)}
 
 
 def fit_counts(
