@@ -104,24 +104,30 @@ def table1_view(entry: dict[str, Any], d: DataDictionary) -> dict[str, Any]:
     if by:
         order = d.order(by, [g["level"] for g in groups if g["level"] is not None])
         groups.sort(key=lambda g: -1 if g["level"] is None else order.index(g["level"]))
-    rows = [{**r, "label": _row_label(r, d), "raw_label": r["label"]} for r in entry["rows"]]
-    return {"groups": groups, "rows": _levels_in_order(rows, d), "by_label": d.with_unit(by) if by else None}
+    return {
+        "groups": groups,
+        "rows": _labelled_rows(entry["rows"], d),
+        "by_label": d.with_unit(by) if by else None,
+    }
 
 
-def _row_label(row: dict[str, Any], d: DataDictionary) -> str:
+def _row_label(row: dict[str, Any], d: DataDictionary, *, one_row: bool = False) -> str:
+    """A row's label from the dictionary; ``one_row``: a yes/no variable's single row, named by
+    the variable alone."""
     v, raw = row.get("variable"), str(row["label"])
     if not v:
         return raw
     level = row.get("level")
     prefix = f"{v} = {level}" if level is not None else v
     rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
-    if level is not None:
+    if level is not None and not one_row:
         return f"{d.label(v)}: {d.level(v, level)}{rest}"
-    return f"{d.with_unit(v) if 'missing' not in rest else d.label(v)}{rest}"
+    return f"{d.with_unit(v) if 'missing' not in rest and not one_row else d.label(v)}{rest}"
 
 
-def _levels_in_order(rows: list[dict[str, Any]], d: DataDictionary) -> list[dict[str, Any]]:
-    """Each variable's level rows in the dictionary's (or natural) order, in place of the sorted."""
+def _labelled_rows(rows: list[dict[str, Any]], d: DataDictionary) -> list[dict[str, Any]]:
+    """The rows labelled, each variable's level rows in the dictionary's (or natural) order in
+    place of the sorted, and a yes/no variable in one row."""
     out: list[dict[str, Any]] = []
     i = 0
     while i < len(rows):
@@ -133,13 +139,13 @@ def _levels_in_order(rows: list[dict[str, Any]], d: DataDictionary) -> list[dict
         ):
             j += 1
         if j == i:
-            out.append(rows[i])
+            out.append({**rows[i], "label": _row_label(rows[i], d)})
             i += 1
             continue
         block = rows[i:j]
         order = d.order(str(block[0]["variable"]), [str(r["level"]) for r in block])
         block = sorted(block, key=lambda r: order.index(str(r["level"])))
-        out += _one_row_if_binary(block, d)
+        out += _one_row_if_binary(block, d) or [{**r, "label": _row_label(r, d)} for r in block]
         i = j
     return out
 
@@ -149,16 +155,14 @@ _BINARY = ({"0", "1"}, {"0.0", "1.0"}, {"False", "True"}, {"false", "true"})
 
 
 def _one_row_if_binary(block: list[dict[str, Any]], d: DataDictionary) -> list[dict[str, Any]]:
-    """A yes/no variable takes one row, its "yes" count (the "no" count is its complement in
-    each column, shown by the group's n and the missing row); the test's p moves with it."""
+    """A yes/no variable's one row, its "yes" count (the "no" count is its complement in each
+    column, shown by the group's n and the missing row), the test's p moved to it; [] for any
+    other variable."""
     levels = {str(r["level"]) for r in block}
     if len(block) != 2 or levels not in _BINARY:
-        return block
+        return []
     no, yes = sorted(block, key=lambda r: str(r["level"]).lower() in ("1", "1.0", "true"))
-    v = str(yes["variable"])
-    raw = str(yes.get("raw_label") or "")
-    rest = raw.split(",", 1)[1] if "," in raw else " n (%)"
-    row = {**yes, "label": f"{d.label(v)},{rest}"}
+    row = {**yes, "label": _row_label(yes, d, one_row=True)}
     for key in ("p", "test"):
         if row.get(key) is None and no.get(key) is not None:
             row[key] = no[key]
