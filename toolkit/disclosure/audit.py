@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 Key = Hashable
 #: Why a cell is not shown: a count 1..k-1, withheld to protect one, or never published at all.
@@ -124,6 +123,8 @@ def _components(relations: Sequence[Relation], hidden: set[Key]) -> list[tuple[l
 def _solve(
     cells: list[Key], rels: list[Relation], shown: Mapping[Key, float]
 ) -> dict[Key, tuple[float, float]]:
+    from scipy.optimize import linprog  # on first use: the CLI and the server start without scipy
+
     if not rels:
         return {c: (0.0, math.inf) for c in cells}
     index = {c: i for i, c in enumerate(cells)}
@@ -418,6 +419,8 @@ def _labelled_component(
     top: float,
     at_least: Mapping[Key, float],
 ) -> list[tuple[Key, float]]:
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     index = {c: i for i, c in enumerate(cells)}
     comp = [c for c in cells if labels.get(c) == "complementary"]
     n, nb = len(cells), len(comp)
